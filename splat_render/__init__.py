@@ -1,0 +1,1 @@
+"""Orbit preview videos of trained splatfacto models, rendered on the GPU and encoded in memory."""
