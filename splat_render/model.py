@@ -1,0 +1,214 @@
+"""Load a trained splatfacto checkpoint through nerfstudio's own ``eval_setup``, anywhere.
+
+``eval_setup`` is the reference loader, but out of the box it breaks in ways a compute node meets
+daily: a moved job root, a different working directory, no network (LPIPS weights are downloaded
+when the model is built), torch >= 2.6 refusing nerfstudio's pickled checkpoints, no training
+images, no open3d. ``load_splatfacto`` wraps it so that none of these matter, and turns every
+failure into a one-line ``PreviewInputError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from splat_render.errors import PreviewInputError
+from splat_render.gaussians import Gaussians
+
+CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")
+
+# Splatfacto's eval background for "random" (viser's default grey); black and white are literal.
+BACKGROUNDS = {
+    "black": (0.0, 0.0, 0.0),
+    "white": (1.0, 1.0, 1.0),
+    "random": (0.1490, 0.1647, 0.2157),
+}
+
+
+@dataclass(frozen=True)
+class LoadedSplat:
+    """What the preview needs from a checkpoint: the gaussians and how splatfacto renders them."""
+
+    gaussians: Gaussians
+    background: torch.Tensor  # [3] in [0,1]
+    rasterize_mode: str  # "classic" or "antialiased"
+    camera_c2w: torch.Tensor  # [M,3,4] training cameras, OpenGL, training frame
+    checkpoint: Path
+    step: int
+
+
+def find_checkpoint(config_path: Path) -> Path:
+    """The newest ``step-*.ckpt`` in ``nerfstudio_models/`` beside config.yml."""
+    model_dir = config_path.parent / "nerfstudio_models"
+    steps = sorted(
+        (int(m.group(1)), p)
+        for p in (model_dir.iterdir() if model_dir.is_dir() else ())
+        if (m := CHECKPOINT_PATTERN.match(p.name))
+    )
+    if not steps:
+        raise PreviewInputError(
+            f"no checkpoint (step-*.ckpt) in {model_dir}: was training run to completion?"
+        )
+    return steps[-1][1]
+
+
+def load_splatfacto(config_path: Path | str, device: torch.device | str | None = None) -> LoadedSplat:
+    """Load the newest checkpoint of a splatfacto run, given its config.yml.
+
+    The checkpoint folder and the dataset folder are found relative to config.yml, so the run can
+    have been moved or copied and the current directory does not matter.
+    """
+    config_path = Path(config_path).resolve()
+    if not config_path.is_file():
+        raise PreviewInputError(f"config not found: {config_path}")
+    checkpoint = find_checkpoint(config_path)
+    check_splatfacto_config(config_path)
+    target = torch.device(device) if device is not None else default_device()
+
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    def relocate(cfg: Any) -> Any:
+        # An absolute relative_model_dir wins over output_dir/experiment/method/timestamp.
+        cfg.relative_model_dir = checkpoint.parent
+        cfg.load_step = int(CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
+        data = locate_dataset(
+            config_path, Path(cfg.pipeline.datamanager.data or cfg.pipeline.datamanager.dataparser.data)
+        )
+        cfg.data = data
+        cfg.pipeline.datamanager.data = data
+        cfg.pipeline.datamanager.dataparser.data = data
+        # The gaussians come from the checkpoint: no point cloud (it would need open3d).
+        if hasattr(cfg.pipeline.datamanager.dataparser, "load_3D_points"):
+            cfg.pipeline.datamanager.dataparser.load_3D_points = False
+        return cfg
+
+    try:
+        with offline_nerfstudio(), contextlib.redirect_stdout(io.StringIO()):
+            _, pipeline, _, step = eval_setup(
+                config_path, test_mode="inference", update_config_callback=relocate
+            )
+    except PreviewInputError:
+        raise
+    except SystemExit as exc:
+        raise PreviewInputError(f"nerfstudio could not load {config_path} (exit {exc.code})") from None
+    except Exception as exc:
+        raise PreviewInputError(f"cannot load checkpoint {checkpoint}: {first_line(exc)}") from exc
+    return extract(pipeline, checkpoint, step, target)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_splatfacto_config(config_path: Path) -> None:
+    """Parse config.yml with nerfstudio's classes and check that it is a splatfacto run."""
+    import yaml
+    from nerfstudio.engine.trainer import TrainerConfig
+    from nerfstudio.models.splatfacto import SplatfactoModelConfig
+
+    try:
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    except Exception as exc:
+        raise PreviewInputError(
+            f"{config_path} is not a readable nerfstudio config: {first_line(exc)}"
+        ) from exc
+    if not isinstance(config, TrainerConfig):
+        raise PreviewInputError(f"{config_path} is not a nerfstudio training config")
+    if not isinstance(config.pipeline.model, SplatfactoModelConfig):
+        raise PreviewInputError(
+            f"{config_path} is a '{config.method_name}' run; only splatfacto models can be previewed"
+        )
+
+
+def locate_dataset(config_path: Path, stored: Path) -> Path:
+    """Find the nerfstudio dataset a run was trained on, wherever the job root now lives.
+
+    Tries the stored path (absolute, or relative to the run's original working directory, which
+    is one of config.yml's ancestors), then each tail of the stored path under each ancestor.
+    """
+    candidates = [stored] if stored.is_absolute() else []
+    parts = stored.parts[1:] if stored.is_absolute() else stored.parts
+    for ancestor in config_path.parents:
+        candidates += [ancestor.joinpath(*parts[i:]) for i in range(len(parts))]
+    for candidate in candidates:
+        if (candidate / "transforms.json").is_file():
+            return candidate
+    raise PreviewInputError(
+        f"dataset '{stored}' of {config_path} not found (looked for transforms.json beside the job root)"
+    )
+
+
+class _NoLPIPS(torch.nn.Module):
+    """Stands in for splatfacto's LPIPS metric, whose construction downloads AlexNet weights."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.zeros(())
+
+
+@contextlib.contextmanager
+def offline_nerfstudio() -> Iterator[None]:
+    """Let nerfstudio build and load a splatfacto pipeline with no network and torch >= 2.6.
+
+    Checkpoints are the node's own trusted files, so full unpickling is allowed inside this block.
+    """
+    import torchmetrics.image.lpip as lpip
+
+    trusted_load = functools.partial(_torch_load, weights_only=False)
+    with (
+        _patched(lpip, "LearnedPerceptualImagePatchSimilarity", _NoLPIPS),
+        _patched(torch, "load", trusted_load),
+    ):
+        yield
+
+
+_torch_load = torch.load
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def extract(pipeline: Any, checkpoint: Path, step: int, device: torch.device) -> LoadedSplat:
+    """Copy the tensors the renderer needs out of a loaded nerfstudio pipeline."""
+    model = pipeline.model
+    params = model.gauss_params
+    with torch.no_grad():
+        gaussians = Gaussians(
+            means=params["means"].detach(),
+            quats=params["quats"].detach(),
+            log_scales=params["scales"].detach(),
+            opacity_logits=params["opacities"].detach().reshape(-1),
+            sh_dc=params["features_dc"].detach(),
+            sh_rest=params["features_rest"].detach(),
+        ).to(device)
+    cameras = pipeline.datamanager.train_dataset.cameras
+    return LoadedSplat(
+        gaussians=gaussians,
+        background=torch.tensor(BACKGROUNDS[model.config.background_color], device=device),
+        rasterize_mode=model.config.rasterize_mode,
+        camera_c2w=cameras.camera_to_worlds.detach().to(device),
+        checkpoint=checkpoint,
+        step=int(step),
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
