@@ -55,7 +55,11 @@ def read_gaussians(path: Path | str) -> Gaussians:
         return torch.from_numpy(np.stack([np.asarray(vertex[k], dtype=np.float32) for k in keys], axis=-1))
 
     k = num_rest // 3
-    rest = columns(*(f"f_rest_{i}" for i in range(3 * k))).reshape(-1, 3, k).transpose(1, 2)
+    rest = (
+        columns(*(f"f_rest_{i}" for i in range(3 * k))).reshape(-1, 3, k).transpose(1, 2)
+        if k
+        else torch.zeros(len(vertex), 0, 3)
+    )
     return Gaussians(
         means=columns("x", "y", "z"),
         quats=columns(*(f"rot_{i}" for i in range(4))),
