@@ -1,0 +1,72 @@
+"""Stands in for run.py in the runner tests; FAKE_RUN_MODE picks the behaviour.
+
+ok / no_preview / no_splat / fail / hang. The splat it writes is a JSON report of what it saw (its
+arguments, working directory, environment and every input file's sha256), padded to FAKE_SPLAT_BYTES,
+so tests can check the inputs the runner laid out by reading back the upload.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--domain_id", required=True)
+parser.add_argument("--job_id", required=True)
+parser.add_argument("--job_root_path", required=True)
+parser.add_argument("--log_level", required=True)
+args = parser.parse_args()
+mode = os.environ.get("FAKE_RUN_MODE", "ok")
+root = Path(args.job_root_path)
+
+
+def progress(stage: str, pct: int) -> None:
+    print(f"[PROGRESS] stage={stage} pct={pct}", flush=True)
+
+
+if mode == "hang":
+    # A grandchild that ignores SIGTERM: only a group-wide SIGKILL ends it.
+    grandchild = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)",
+        ]
+    )
+    Path(os.environ["FAKE_PID_FILE"]).write_text(json.dumps([os.getpid(), grandchild.pid]))
+    for pct in range(1000):
+        progress("train", pct % 100)
+        time.sleep(0.1)
+
+for line in range(250):
+    print(f"log line {line}")
+progress("extract", 0)
+progress("train", 20)
+progress("train", 60)
+
+if mode == "fail":
+    print("Traceback (most recent call last):\nRuntimeError: CUDA out of memory", file=sys.stderr)
+    sys.exit(3)
+
+splatter = root / "refined" / "splatter"
+splatter.mkdir(parents=True, exist_ok=True)
+if mode != "no_splat":
+    report = {
+        "argv": sys.argv[1:],
+        "cwd": os.getcwd(),
+        "unbuffered": os.environ.get("PYTHONUNBUFFERED"),
+        "files": {
+            p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_relative_to(splatter)
+        },
+    }
+    data = json.dumps(report).encode()
+    (splatter / "splat_rot.splat").write_bytes(data.ljust(int(os.environ.get("FAKE_SPLAT_BYTES", "0")), b" "))
+if mode not in ("no_preview", "no_splat"):
+    (splatter / "preview.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom fake preview video")
+progress("export", 100)

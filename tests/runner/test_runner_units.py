@@ -1,0 +1,153 @@
+"""The runner's pure pieces: naming, parsing, limits, schedules, configuration."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from runner import CAPABILITY
+from runner.config import ConfigError, load_config
+from runner.dms import Lease, Task, lease_refusal, truncate_utf8
+from runner.domain import FormEnvelope, create_disposition, parse_data_cid, update_disposition
+from runner.inputs import colmap_items, manifest_suffix, recording_scan
+from runner.lease import heartbeat_delay
+from runner.outputs import artifact_name
+from runner.progress import failure_event, parse_progress_line, task_percent
+from runner.retry import Backoff
+from runner.timestamps import parse_rfc3339
+
+
+def test_manifest_suffix_and_artifact_names():
+    assert manifest_suffix("refined_manifest_2024-01-02_03-04-05") == "_2024-01-02_03-04-05"
+    assert manifest_suffix("refined_manifest") == ""
+    assert manifest_suffix("something_else") == ""
+    assert artifact_name("refined_splat", "_2024") == "refined_splat_2024"
+    assert artifact_name("refined_splat", "2024") == "refined_splat_2024"
+    assert artifact_name("refined_splat", "") == "refined_splat"
+    assert colmap_items("_s")[0] == ("colmap_frames_bin_s", "frames.bin")
+    assert [f for _, f in colmap_items("_s")] == [
+        "frames.bin",
+        "images.bin",
+        "cameras.bin",
+        "points3D.bin",
+        "rigs.bin",
+    ]
+
+
+def test_recording_scan_refuses_names_that_escape_the_workspace():
+    assert recording_scan("dmt_recording_2024-05-01_abc") == "2024-05-01_abc"
+    assert recording_scan("refined_scan_x") is None
+    for hostile in ("dmt_recording_../../etc", "dmt_recording_a/b", "dmt_recording_", "dmt_recording_.."):
+        assert recording_scan(hostile) is None
+
+
+def test_data_cid_is_split_and_bare_ids_fall_back_to_the_lease():
+    ref = parse_data_cid("https://ds.example/sub/api/v1/domains/D1/data/X9?raw=true", "https://lease", "D0")
+    assert (ref.base_url, ref.domain_id, ref.data_id) == ("https://ds.example/sub", "D1", "X9")
+    ref = parse_data_cid("X9", "https://lease", "D0")
+    assert (ref.base_url, ref.domain_id, ref.data_id) == ("https://lease", "D0", "X9")
+
+
+def test_progress_lines_map_into_the_python_band():
+    line = parse_progress_line("[PROGRESS] stage=train pct=40")
+    assert line is not None and (line.step, line.percent) == ("train", 40)
+    assert parse_progress_line("[PROGRESS] pct=250").percent == 100
+    assert parse_progress_line("progress 40%") is None
+    assert parse_progress_line("[PROGRESS] stage=train") is None
+    assert [task_percent(p) for p in (0, 20, 60, 100)] == [35, 44, 62, 80]
+
+
+def test_failure_event_keeps_the_newest_lines_within_64_kib():
+    lines = [f"{i:05d} " + "x" * 1000 for i in range(200)]
+    event = failure_event("python", "boom", lines)
+    assert len(json.dumps(event, separators=(",", ":")).encode()) <= 64 * 1024
+    assert event["output_tail"][-1] == lines[-1]
+    assert 40 < len(event["output_tail"]) < 200
+
+
+def test_reason_truncation_respects_utf8_boundaries():
+    reason = truncate_utf8("é" * 5000, 4096)
+    assert len(reason.encode()) <= 4096 and reason == "é" * 2048
+
+
+def test_backoff_grows_exponentially_is_capped_and_jittered():
+    backoff = Backoff(initial_secs=1, cap_secs=60, attempts=10)
+    upper = lambda low, high: high  # noqa: E731
+    assert [backoff.delay(n, upper) for n in (1, 2, 3, 7, 8, 20)] == [1, 2, 4, 60, 60, 60]
+    rng = random.Random(1)
+    delays = {backoff.delay(3, rng.uniform) for _ in range(20)}
+    assert all(2 <= d <= 4 for d in delays) and len(delays) > 1
+
+
+def test_heartbeat_falls_after_a_quarter_to_a_third_of_the_time_left():
+    assert heartbeat_delay(1000.0, 900.0, 0.25) == 25.0
+    assert heartbeat_delay(1000.0, 900.0, 0.35) == pytest.approx(35.0)
+    assert heartbeat_delay(1000.0, 999.9, 0.3) == 0.5  # never a busy loop
+    assert heartbeat_delay(None, 0.0, 0.3) == 30.0
+
+
+def _lease(capability=CAPABILITY, expires=2000.0, cancel=False, status="leased", cids=("c",)) -> Lease:
+    task = Task("t", "j", capability, tuple(cids), "", 1, 3)
+    return Lease(task, "d", "https://ds", "tok", expires, cancel, status)
+
+
+def test_lease_refusals():
+    assert lease_refusal(_lease(), CAPABILITY, now=1000.0) is None
+    wrong = lease_refusal(_lease(capability="/other/v1"), CAPABILITY, now=1000.0)
+    assert wrong is not None and wrong.tell_dms and "/other/v1" in wrong.reason
+    expired = lease_refusal(_lease(expires=999.0), CAPABILITY, now=1000.0)
+    assert expired is not None and not expired.tell_dms
+    for stopped in (_lease(cancel=True), _lease(status="cancelled")):
+        refusal = lease_refusal(stopped, CAPABILITY, now=1000.0)
+        assert refusal is not None and not refusal.tell_dms
+    assert lease_refusal(_lease(cids=()), CAPABILITY, now=1000.0).tell_dms
+
+
+def test_rfc3339_with_nanoseconds_and_zulu():
+    assert parse_rfc3339("2024-05-01T00:00:00Z") == 1714521600.0
+    assert parse_rfc3339("2024-05-01T00:00:00.123456789Z") == pytest.approx(1714521600.123456)
+    assert parse_rfc3339("2024-05-01T02:00:00+02:00") == 1714521600.0
+
+
+def test_form_envelope_has_the_exact_part_headers(tmp_path: Path):
+    envelope = FormEnvelope.for_part(create_disposition("refined_splat_x", "splat_data"))
+    file = tmp_path / "f.bin"
+    file.write_bytes(b"PAYLOAD")
+    body = b"".join(envelope.stream(file))
+    boundary = envelope.boundary.encode()
+    assert body == (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="refined_splat_x"; data-type="splat_data"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\nPAYLOAD\r\n--" + boundary + b"--\r\n"
+    )
+    assert envelope.body_size(7) == len(body)
+    assert envelope.content_type == f"multipart/form-data; boundary={envelope.boundary}"
+    assert update_disposition("abc") == 'form-data; id="abc"'
+
+
+def test_config_defaults_and_one_line_errors(tmp_path: Path):
+    env = {"SECP256K1_PRIVHEX": "11" * 32, "REG_SECRET": "s"}
+    config = load_config(env, tmp_path)
+    assert config.dms_base_url == "https://dms.auki.network/v1"
+    assert config.dds_base_url == "https://dds.auki.network"
+    assert config.tasks_root == tmp_path / "tasks"
+    assert config.run_script == tmp_path / "run.py"
+    assert (config.register_interval_secs, config.health_port, config.kill_grace_secs) == (120, 8080, 10)
+    assert config.client_id.startswith("splatter-node/")
+    assert not config.disable_tasks_cleanup and config.log_format == "human"
+    assert load_config(env | {"DISABLE_TASKS_CLEANUP": "true"}, tmp_path).disable_tasks_cleanup
+
+    for broken, variable in (
+        ({"REG_SECRET": "s"}, "SECP256K1_PRIVHEX"),
+        ({"SECP256K1_PRIVHEX": "11" * 32}, "REG_SECRET"),
+        (env | {"SECP256K1_PRIVHEX": "zz"}, "SECP256K1_PRIVHEX"),
+        (env | {"SECP256K1_PRIVHEX": "00" * 32}, "SECP256K1_PRIVHEX"),
+        (env | {"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        (env | {"DISABLE_TASKS_CLEANUP": "maybe"}, "DISABLE_TASKS_CLEANUP"),
+        (env | {"REGISTER_INTERVAL_SECS": "0"}, "REGISTER_INTERVAL_SECS"),
+        (env | {"HEALTH_PORT": "70000"}, "HEALTH_PORT"),
+    ):
+        with pytest.raises(ConfigError, match=variable) as caught:
+            load_config(broken, tmp_path)
+        assert "\n" not in str(caught.value)
