@@ -1,0 +1,195 @@
+"""Where the scene is and which way is up: a robust, up-aligned box around the trained gaussians.
+
+Trained splats carry floaters (far, faint gaussians fitted to sky, reflections or noise) that a
+min/max box would frame instead of the scene. The box here ignores non-finite and nearly
+transparent gaussians and spans the 2nd–98th percentile of the rest along each of its axes, so a
+handful of floaters cannot move it. Its vertical axis is the scene's up direction; its horizontal
+axes are turned to hug the scene's footprint, which keeps the orbit that must fit it tight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from splat_render.errors import PreviewInputError
+
+UpSource = Literal["cameras", "geometry", "default"]
+
+MIN_OPACITY = 0.05
+"""Gaussians fainter than this are ignored. Splatfacto culls below 0.1 while it refines, so what is
+left under half of that is residue that barely shows in a render."""
+
+BOX_PERCENTILES = (2.0, 98.0)
+"""Per-axis range of the robust box: floaters up to 2 % of the gaussians on each side cannot move it."""
+
+MAX_POINTS = 1_000_000
+"""Statistics use at most this many gaussians (an even stride through them): percentiles of a
+million points are exact to far below a pixel, and 3 M gaussians frame in well under a second."""
+
+SAMPLE_POINTS = 10_000
+"""Points used by the searches (the floor plane, the box orientation), each trying hundreds of candidates."""
+
+CAMERA_AGREEMENT = 0.8
+"""Camera up vectors are trusted when their mean has at least this length (1 = all parallel;
+0.8 is a typical deviation of about 35°, as handheld pitch and roll give)."""
+
+PLANE_FLATNESS = 0.5
+"""The smallest principal axis is a plane normal only if its variance is under this fraction of the
+middle one; rounder clouds have no dominant plane."""
+
+PLANE_HYPOTHESES = 512
+"""Random point triples tried as the floor plane: if the floor holds a third of the gaussians, the
+chance that no triple lies on it is 4e-9."""
+
+PLANE_MAX_TURN_DEG = 45.0
+"""Candidate floor planes face within this angle of the smallest principal axis (not a wall)."""
+
+PLANE_TOLERANCE = 0.02
+"""Points within this fraction of the scene's largest standard deviation support a plane."""
+
+MIN_RELATIVE_EXTENT = 0.01
+"""A flat scene still gets a box this thick, relative to its largest half extent."""
+
+WORLD_UP = np.array([0.0, 0.0, 1.0])  # ns-process-data's training frame is z-up for COLMAP's y-down
+
+
+@dataclass(frozen=True)
+class SceneFrame:
+    """The robust box of a scene, in the training frame.
+
+    axes rows are (horizontal_1, horizontal_2, up), a right-handed orthonormal basis; the box spans
+    center ± half_extent[i] · axes[i]; up_source says where the up direction came from.
+    """
+
+    center: np.ndarray  # (3,) float64
+    up: np.ndarray  # (3,) unit vector, equal to axes[2]
+    corners: np.ndarray  # (8,3)
+    axes: np.ndarray  # (3,3)
+    half_extent: np.ndarray  # (3,) along axes
+    up_source: UpSource
+
+
+def frame_scene(
+    means: np.ndarray,  # [N,3]
+    opacities: np.ndarray,  # [N] in [0,1]
+    camera_c2w: np.ndarray | None = None,  # [M,3,4] OpenGL camera-to-world of the training cameras
+) -> SceneFrame:
+    """Frame the scene from its gaussians, using the training cameras for up when they agree."""
+    points = _usable_points(np.asarray(means), np.asarray(opacities))
+    sample = points[:: math.ceil(len(points) / SAMPLE_POINTS)]
+    cameras = _finite_cameras(camera_c2w)
+    up, up_source = _estimate_up(sample, cameras)
+    axes = _box_axes(sample, up)
+    low, high = np.percentile(axes @ points.T, BOX_PERCENTILES, axis=1)  # [3,N] rows: fast percentiles
+    half_extent = (high - low) / 2
+    if half_extent.max() <= 0:
+        raise PreviewInputError(f"no usable gaussians: all {len(points)} visible gaussians sit at one point")
+    half_extent = np.maximum(half_extent, MIN_RELATIVE_EXTENT * half_extent.max())
+    center = (low + high) / 2 @ axes
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+    corners = center + (signs * half_extent) @ axes
+    return SceneFrame(center, axes[2], corners, axes, half_extent, up_source)
+
+
+def _usable_points(means: np.ndarray, opacities: np.ndarray) -> np.ndarray:
+    """Finite, visible gaussian centres as float64, evenly thinned to at most MAX_POINTS."""
+    if means.ndim != 2 or means.shape[1] != 3 or opacities.shape != means.shape[:1]:
+        raise ValueError(f"means {means.shape} and opacities {opacities.shape} must be [N,3] and [N]")
+    usable = np.isfinite(means).all(axis=1) & (opacities >= MIN_OPACITY)  # NaN compares False
+    points = means[usable]
+    if len(points) == 0:
+        raise PreviewInputError(
+            f"no usable gaussians: all {len(means)} are non-finite or fainter than opacity {MIN_OPACITY}"
+        )
+    stride = math.ceil(len(points) / MAX_POINTS)
+    return points[::stride].astype(np.float64)
+
+
+def _finite_cameras(camera_c2w: np.ndarray | None) -> np.ndarray | None:
+    """The training cameras with finite poses, or None when there are none."""
+    if camera_c2w is None:
+        return None
+    c2w = np.asarray(camera_c2w, dtype=np.float64).reshape(-1, 3, 4)
+    c2w = c2w[np.isfinite(c2w).all(axis=(1, 2))]
+    return c2w if len(c2w) else None
+
+
+def _estimate_up(sample: np.ndarray, cameras: np.ndarray | None) -> tuple[np.ndarray, UpSource]:
+    """Up from the cameras' +y columns when they agree, else the dominant plane's normal, else +z."""
+    if cameras is not None:
+        camera_ups = normalized(cameras[:, :, 1])
+        mean_up = camera_ups.mean(axis=0)
+        if np.linalg.norm(mean_up) >= CAMERA_AGREEMENT:
+            return normalized(mean_up), "cameras"
+    normal = _plane_normal(sample)
+    if normal is None:
+        return WORLD_UP.copy(), "default"
+    # The cameras look at the scene from above its dominant plane; without them trust +z's side.
+    towards = WORLD_UP if cameras is None else np.median(cameras[:, :, 3], axis=0) - np.median(sample, axis=0)
+    side = np.dot(normal, towards)
+    if side == 0:
+        side = np.dot(normal, WORLD_UP)
+    return normal if side >= 0 else -normal, "geometry"
+
+
+def _plane_normal(sample: np.ndarray) -> np.ndarray | None:
+    """Normal of the dominant plane (the floor of a scan), or None when the cloud has no flat side.
+
+    The smallest-variance principal axis says roughly where the plane faces, but objects standing
+    on one side of the floor tilt it; the plane itself is then found by RANSAC among the planes
+    facing that way, and refined by a principal-axis fit of its inliers.
+    """
+    offsets = sample - np.median(sample, axis=0)
+    distances = np.linalg.norm(offsets, axis=1)
+    inliers = offsets[distances <= np.percentile(distances, BOX_PERCENTILES[1])]  # without the floaters
+    if len(inliers) < 3:
+        return None
+    variances, directions = np.linalg.eigh(np.cov(inliers.T))  # ascending eigenvalues
+    if not variances[1] > 0 or variances[0] > PLANE_FLATNESS * variances[1]:
+        return None
+    thinnest = directions[:, 0]
+    triples = inliers[np.random.default_rng(0).integers(0, len(inliers), (PLANE_HYPOTHESES, 3))]  # [K,3,3]
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    lengths = np.linalg.norm(normals, axis=1)
+    normals, triples = normals[lengths > 0], triples[lengths > 0]
+    normals = normals / lengths[lengths > 0, None]
+    facing = np.abs(normals @ thinnest) >= math.cos(math.radians(PLANE_MAX_TURN_DEG))
+    if not facing.any():
+        return thinnest
+    normals, anchors = normals[facing], triples[facing, 0]
+    tolerance = PLANE_TOLERANCE * math.sqrt(variances[2])
+    heights = normals @ inliers.T - np.sum(normals * anchors, axis=1, keepdims=True)  # [K,S]
+    support = np.abs(heights) <= tolerance
+    plane_points = inliers[support[np.argmax(support.sum(axis=1))]]
+    if len(plane_points) < 3:
+        return thinnest
+    normal = np.linalg.eigh(np.cov(plane_points.T))[1][:, 0]
+    return normal if np.dot(normal, thinnest) >= 0 else -normal
+
+
+def _box_axes(sample: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Rows (h1, h2, up): the horizontal pair whose robust box has the shortest horizontal diagonal.
+
+    The orbit sees the box from every azimuth, so its radius follows that diagonal; a box turned
+    45° against a square room has one √2 longer.
+    """
+    seed = np.eye(3)[np.argmin(np.abs(up))]  # the world axis furthest from up
+    first = normalized(seed - np.dot(seed, up) * up)
+    second = np.cross(up, first)
+    angles = np.deg2rad(np.arange(180))  # the axis at angle a + 90° is a's pair
+    directions = np.cos(angles)[:, None] * first + np.sin(angles)[:, None] * second  # [180,3]
+    low, high = np.percentile(directions @ sample.T, BOX_PERCENTILES, axis=1)
+    extent = high - low
+    squared_diagonal = extent[:90] ** 2 + extent[90:] ** 2
+    best = angles[np.argmin(squared_diagonal)]
+    horizontal = math.cos(best) * first + math.sin(best) * second
+    return np.stack([horizontal, np.cross(up, horizontal), up])
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    """Vectors along the last axis scaled to unit length."""
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)

@@ -1,0 +1,173 @@
+"""Framing: floaters must not move the box, and up must be found on tilted worlds."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from splat_render.errors import PreviewInputError
+from splat_render.framing import frame_scene
+from splat_render.orbit import OrbitSpec, look_at, orbit_path
+
+Z_UP = np.array([0.0, 0.0, 1.0])
+
+
+def rotation(axis: str, degrees: float) -> np.ndarray:
+    """Right-handed rotation matrix about a world axis."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    i, j = {"x": (1, 2), "y": (2, 0), "z": (0, 1)}[axis]
+    matrix = np.eye(3)
+    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+    return matrix
+
+
+def room(rng: np.random.Generator, count: int = 20_000) -> np.ndarray:
+    """A z-up 6×4 m textured floor with three boxes on it: [count,3] surface points."""
+    floor_count = count * 7 // 10
+    floor = np.column_stack(
+        [rng.uniform(-3, 3, floor_count), rng.uniform(-2, 2, floor_count), rng.normal(0, 0.005, floor_count)]
+    )
+    boxes = [((-1.5, 1.0), (0.8, 0.6, 0.9)), ((1.2, -0.8), (1.0, 0.8, 0.5)), ((0.5, 1.2), (0.4, 0.4, 1.2))]
+    per_box = (count - floor_count) // len(boxes)
+    box_points = [
+        np.array([*centre, size[2] / 2]) + rng.uniform(-0.5, 0.5, (per_box, 3)) * size
+        for centre, size in boxes
+    ]
+    return np.concatenate([floor, *box_points])
+
+
+def ring_cameras(rng: np.random.Generator, count: int = 32) -> np.ndarray:
+    """Training cameras walking a loop at eye height, looking inward and a little down, hand-held."""
+    angles = np.linspace(0, 2 * math.pi, count, endpoint=False) + rng.normal(0, 0.05, count)
+    eyes = np.column_stack([2.2 * np.cos(angles), 1.6 * np.sin(angles), np.full(count, 1.6)])
+    targets = rng.normal(0, 0.3, (count, 3)) + [0.0, 0.0, 0.6]
+    c2w = look_at(eyes, targets, Z_UP)
+    rolls = [rotation("z", roll) for roll in rng.normal(0, 4, count)]
+    c2w[:, :, :3] = np.einsum("nij,njk->nik", c2w[:, :, :3], rolls)
+    return c2w
+
+
+def tilt_world(rotation_matrix: np.ndarray, points: np.ndarray, c2w: np.ndarray | None):
+    """The same scene with the whole world rotated: points and camera poses alike."""
+    if c2w is None:
+        return points @ rotation_matrix.T, None
+    return points @ rotation_matrix.T, np.einsum("ij,njk->nik", rotation_matrix, c2w)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.acos(np.clip(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+
+
+def orbit_radius(points: np.ndarray, opacities: np.ndarray, c2w: np.ndarray | None) -> float:
+    frame = frame_scene(points, opacities, c2w)
+    path = orbit_path(frame, OrbitSpec(width=320, height=240), c2w)
+    return float(np.linalg.norm(path.c2w[0, :, 3] - frame.center))
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    points = room(rng).astype(np.float32)
+    return points, rng.uniform(0.3, 1.0, len(points)).astype(np.float32), ring_cameras(rng)
+
+
+@pytest.mark.parametrize("with_cameras", [True, False])
+def test_floaters_do_not_move_the_orbit(scene, with_cameras: bool) -> None:
+    points, opacities, c2w = scene
+    cameras = c2w if with_cameras else None
+    rng = np.random.default_rng(1)
+    far = rng.normal(size=(8, 3))
+    far_points = 30 + 70 * rng.uniform(size=(8, 1)) * far / np.linalg.norm(far, axis=1, keepdims=True)
+    floaters = np.concatenate([far_points, [[np.nan, 0, 0], [np.inf, 1, 1], [500, 500, 500]]])
+    floater_opacity = np.concatenate([rng.uniform(0.06, 0.3, 8), [0.9, 0.9, 0.01]])
+    with_floaters = orbit_radius(
+        np.concatenate([points, floaters.astype(np.float32)]),
+        np.concatenate([opacities, floater_opacity.astype(np.float32)]),
+        cameras,
+    )
+    without = orbit_radius(points, opacities, cameras)
+    assert abs(with_floaters / without - 1) < 0.05
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0, 30.0])
+@pytest.mark.parametrize("with_cameras", [True, False])
+def test_up_is_found_on_a_tilted_world(scene, tilt: float, with_cameras: bool) -> None:
+    points, opacities, c2w = scene
+    turn = rotation("x", tilt) @ rotation("y", tilt / 2)
+    tilted_points, tilted_cameras = tilt_world(turn, points, c2w if with_cameras else None)
+    frame = frame_scene(tilted_points, opacities, tilted_cameras)
+    assert frame.up_source == ("cameras" if with_cameras else "geometry")
+    assert angle_deg(frame.up, turn @ Z_UP) <= 5.0
+
+
+def test_geometry_up_is_signed_towards_the_cameras(scene) -> None:
+    """Cameras that disagree about up (pointing anywhere) still say which side of the floor is up."""
+    points, opacities, c2w = scene
+    rng = np.random.default_rng(3)
+    scrambled = c2w.copy()
+    scrambled[:, :, :3] = [rotation("x", a) @ rotation("y", b) for a, b in rng.uniform(0, 360, (len(c2w), 2))]
+    upside_down = rotation("x", 160)
+    flipped_points, flipped_cameras = tilt_world(upside_down, points, scrambled)
+    frame = frame_scene(flipped_points, opacities, flipped_cameras)
+    assert frame.up_source == "geometry"
+    assert angle_deg(frame.up, upside_down @ Z_UP) <= 5.0
+
+
+def test_round_cloud_without_cameras_keeps_z_up() -> None:
+    blob = np.random.default_rng(0).normal(size=(5000, 3))
+    frame = frame_scene(blob, np.ones(len(blob)))
+    assert frame.up_source == "default"
+    np.testing.assert_array_equal(frame.up, Z_UP)
+
+
+def test_box_turns_with_the_room(scene) -> None:
+    """A room turned 45° about up gets a box as tight as the unturned one, not a world-aligned one."""
+    points, opacities, _ = scene
+    turned = points @ rotation("z", 45).T
+    frame = frame_scene(turned, opacities)
+    diagonal = np.linalg.norm(frame.half_extent[:2])
+    assert diagonal == pytest.approx(np.linalg.norm(frame_scene(points, opacities).half_extent[:2]), rel=0.01)
+    low, high = np.percentile(turned[:, :2], [2, 98], axis=0)
+    assert diagonal < 0.92 * np.linalg.norm((high - low) / 2)
+    local = (turned - frame.center) @ frame.axes.T
+    assert (
+        np.mean(np.all(np.abs(local) <= frame.half_extent + 1e-6, axis=1)) > 0.85
+    )  # each axis trims at most 4 %
+
+
+def test_frame_is_a_right_handed_box(scene) -> None:
+    points, opacities, c2w = scene
+    frame = frame_scene(points, opacities, c2w)
+    np.testing.assert_allclose(frame.axes @ frame.axes.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(frame.axes) == pytest.approx(1.0)
+    np.testing.assert_array_equal(frame.up, frame.axes[2])
+    np.testing.assert_allclose(frame.corners.mean(axis=0), frame.center, atol=1e-9)
+    local = np.abs((frame.corners - frame.center) @ frame.axes.T)
+    np.testing.assert_allclose(local, np.broadcast_to(frame.half_extent, (8, 3)), atol=1e-9)
+    assert frame.center.dtype == np.float64 and frame.center.shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "means, opacities",
+    [
+        (np.zeros((10, 3)), np.full(10, 0.01)),
+        (np.full((10, 3), np.nan), np.ones(10)),
+        (np.zeros((0, 3)), np.zeros(0)),
+    ],
+    ids=["transparent", "non-finite", "empty"],
+)
+def test_no_usable_gaussians_is_a_user_error(means: np.ndarray, opacities: np.ndarray) -> None:
+    with pytest.raises(PreviewInputError, match="^no usable gaussians: "):
+        frame_scene(means, opacities)
+
+
+def test_three_million_gaussians_frame_quickly() -> None:
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(3_000_000, 3)).astype(np.float32) * [3, 2, 0.5]
+    opacities = rng.uniform(size=3_000_000).astype(np.float32)
+    started = time.perf_counter()
+    frame_scene(means, opacities)
+    assert time.perf_counter() - started < 1.5
