@@ -1,0 +1,74 @@
+"""Step 1: every dataset's ``Frames.mp4`` becomes JPEG files in the job's ``Frames/`` folder.
+
+A frame is named ``<dataset>_<NNNNNN>.jpg``, NNNNNN being its 0-based position in decode order,
+zero-padded to six digits: ``scan1_000000.jpg`` is the first frame of ``datasets/scan1/Frames.mp4``.
+ns-process-data finds each COLMAP image by its name in images.bin, so the reconstruction must name
+frames exactly this way. Frames are stored as decoded: rotation metadata in the MP4 is not applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+JPEG_QUALITY = 95
+# Colour conversion and JPEG encoding release the GIL: a few threads keep up with the decoder.
+ENCODER_THREADS = min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One recording of the scan: its name (the folder's) and its video."""
+
+    name: str
+    video: Path
+
+
+def frame_name(dataset: str, index: int) -> str:
+    """The file name of the ``index``-th (0-based) decoded frame of a dataset's video."""
+    return f"{dataset}_{index:06d}.jpg"
+
+
+def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
+    """Write every frame of the dataset's video as a JPEG; return how many were written."""
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        with av.open(str(dataset.video)) as container, ThreadPoolExecutor(ENCODER_THREADS) as encoders:
+            if not container.streams.video:
+                raise PipelineError(f"{dataset.video} holds no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            pending: deque[Future] = deque()
+            for count, frame in enumerate(container.decode(stream), start=1):
+                target = frames_dir / frame_name(dataset.name, count - 1)
+                pending.append(encoders.submit(_write_jpeg, frame, target))
+                if len(pending) >= 4 * ENCODER_THREADS:
+                    pending.popleft().result()
+            for job in pending:
+                job.result()
+    except av.error.FFmpegError as exc:
+        raise PipelineError(f"cannot read {dataset.video}: {exc}".splitlines()[0]) from exc
+    if count == 0:
+        raise PipelineError(f"{dataset.video} holds no video frames")
+    log.info("%s: %d frames extracted", dataset.name, count)
+    return count
+
+
+def _write_jpeg(frame: av.VideoFrame, target: Path) -> None:
+    frame.to_image().save(target, quality=JPEG_QUALITY)
+
+
+def extract_all_frames(datasets: tuple[Dataset, ...], frames_dir: Path) -> None:
+    for dataset in datasets:
+        extract_frames(dataset, frames_dir)

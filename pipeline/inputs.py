@@ -1,0 +1,54 @@
+"""What a job root must hold, checked before the steps that need it.
+
+Each check raises a one-line PipelineError naming the missing or inconsistent input, so that a bad
+job fails in seconds instead of after an hour of training or deep inside a nerfstudio traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nerfstudio.data.utils.colmap_parsing_utils import read_images_binary
+
+from pipeline.errors import PipelineError
+from pipeline.frames import Dataset
+from pipeline.layout import COLMAP_FILES, COLMAP_MODEL, DATASET_VIDEO, DATASETS, FRAMES
+
+
+def find_datasets(root: Path) -> tuple[Dataset, ...]:
+    """Every folder of ``datasets/``, in name order; each must hold its ``Frames.mp4``."""
+    folder = root / DATASETS
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not names:
+        raise PipelineError(f"no datasets: {DATASETS}/ holds no dataset folders")
+    datasets = tuple(Dataset(name, folder / name / DATASET_VIDEO) for name in names)
+    missing = [d for d in datasets if not d.video.is_file()]
+    if missing:
+        raise PipelineError(
+            f"dataset {missing[0].name} has no {DATASET_VIDEO} ({len(missing)} dataset(s) without one)"
+        )
+    return datasets
+
+
+def check_colmap_model(root: Path) -> None:
+    missing = [name for name in COLMAP_FILES if not (root / COLMAP_MODEL / name).is_file()]
+    if missing:
+        raise PipelineError(f"missing COLMAP files in {COLMAP_MODEL}/: {', '.join(missing)}")
+
+
+def check_frames_match_colmap(root: Path) -> None:
+    """Every image of images.bin must be an extracted frame, or ns-process-data fails obscurely."""
+    images_bin = root / COLMAP_MODEL / "images.bin"
+    try:
+        names = [image.name for image in read_images_binary(images_bin).values()]
+    except Exception as exc:  # struct.error, UnicodeDecodeError, ... on a truncated or foreign file
+        raise PipelineError(f"cannot read {COLMAP_MODEL / 'images.bin'}: {exc}".splitlines()[0]) from exc
+    if not names:
+        raise PipelineError(f"{COLMAP_MODEL / 'images.bin'} holds no images")
+    missing = sorted(name for name in names if not (root / FRAMES / name).is_file())
+    if missing:
+        example = min((p.name for p in (root / FRAMES).glob("*.jpg")), default="none")
+        raise PipelineError(
+            f"{len(missing)} of {len(names)} images in images.bin are not among the extracted frames "
+            f"(first missing: {missing[0]}; first frame in {FRAMES}/: {example})"
+        )

@@ -1,0 +1,182 @@
+"""Job roots, test videos and stand-ins for the nerfstudio CLIs and the preview renderer."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from nerfstudio.data.utils.colmap_parsing_utils import Camera, Image, Point3D, write_model
+
+from pipeline import layout
+from pipeline.frames import frame_name
+from splat_render.synthetic import SceneSpec, write_synthetic_run
+
+FRAME_SIZE = (64, 48)
+DATASET_FRAMES = {"scan1": 3, "scan2": 2}
+
+# One script stands in for ns-process-data, ns-train and ns-export (it goes by the name it was
+# called with): it records the call, then copies that tool's outputs from a finished synthetic run
+# into its working directory. Its mode comes from modes.json beside it: "ok", "fail" (outputs, then
+# exit 3: a step cut short) or "silent" (exit 0, no outputs).
+FAKE_TOOL = """\
+#!{python}
+import json, os, shutil, sys
+from pathlib import Path
+
+here = Path(__file__).parent
+name = Path(sys.argv[0]).name
+with open(here / "calls.jsonl", "a") as calls:
+    calls.write(json.dumps({{"tool": name, "argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\\n")
+modes = here / "modes.json"
+mode = json.loads(modes.read_text()).get(name, "ok") if modes.exists() else "ok"
+if mode == "silent":
+    sys.exit(0)
+output = {outputs!r}[name]
+source = Path({template!r}) / output
+if source.is_dir():
+    shutil.copytree(source, output)
+else:
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, output)
+if mode == "fail":
+    print(name, "ran out of memory")
+    sys.exit(3)
+"""
+FAKE_OUTPUTS = {
+    "ns-process-data": str(layout.NERFSTUDIO_DATA),
+    "ns-train": str(layout.TRAIN_RUN),
+    "ns-export": str(layout.SPLAT_PLY),
+}
+
+# The preview renderer's stand-in: `fake_preview.py MODE --config C --ply P --output O`.
+FAKE_PREVIEW = """\
+import json, subprocess, sys, time
+from pathlib import Path
+
+mode, options = sys.argv[1], dict(zip(sys.argv[2::2], sys.argv[3::2]))
+record = Path(__file__).with_name("preview_call.json")
+if mode == "ok":
+    record.write_text(json.dumps(options))
+    Path(options["--output"]).write_bytes(b"not really an mp4")
+elif mode == "crash":
+    raise RuntimeError("CUDA error: out of memory")
+elif mode == "hang":
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    record.write_text(json.dumps({"pids": [helper.pid, __import__("os").getpid()]}))
+    time.sleep(120)
+"""
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
+    """An H.264 MP4 of flat-coloured frames (distinct per frame); returns the RGB frames."""
+    width, height = size
+    images = [
+        np.full((height, width, 3), (40 * i % 256, 200, 255 - 40 * i % 256), np.uint8) for i in range(frames)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return images
+
+
+def write_colmap_model(folder: Path, image_names: list[str], size: tuple[int, int] = FRAME_SIZE) -> None:
+    """A minimal COLMAP model: one pinhole camera, identity poses, a few points."""
+    width, height = size
+    folder.mkdir(parents=True, exist_ok=True)
+    cameras = {1: Camera(1, "PINHOLE", width, height, np.array([50.0, 50.0, width / 2, height / 2]))}
+    images = {
+        i: Image(
+            i, np.array([1.0, 0, 0, 0]), np.array([0.0, 0, i]), 1, name, np.zeros((0, 2)), np.zeros(0, int)
+        )
+        for i, name in enumerate(image_names, start=1)
+    }
+    points = {
+        i: Point3D(
+            i, np.array([0.0, 0, 2 + i]), np.array([200, 100, 50]), 0.5, np.zeros(0, int), np.zeros(0, int)
+        )
+        for i in range(1, 4)
+    }
+    write_model(cameras, images, points, str(folder))
+
+
+@pytest.fixture
+def video_writer() -> Callable[..., list[np.ndarray]]:
+    return write_video
+
+
+@pytest.fixture
+def job_root(tmp_path: Path) -> Path:
+    """A job root as the runner leaves it: two recordings and their COLMAP model."""
+    root = tmp_path / "job"
+    for name, count in DATASET_FRAMES.items():
+        write_video(root / layout.DATASETS / name / layout.DATASET_VIDEO, count)
+    names = [frame_name(name, i) for name, count in DATASET_FRAMES.items() for i in range(count)]
+    write_colmap_model(root / layout.COLMAP_MODEL, names)
+    return root
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A job root holding what the nerfstudio steps produce, from the shared synthetic scene."""
+    root = tmp_path_factory.mktemp("finished-run")
+    write_synthetic_run(root, SceneSpec(gaussians=2000))
+    return root
+
+
+@dataclass(frozen=True)
+class FakeTools:
+    """The nerfstudio stand-ins on PATH: set their modes, read their calls."""
+
+    bin_dir: Path
+
+    def set_mode(self, tool: str, mode: str) -> None:
+        modes_file = self.bin_dir / "modes.json"
+        modes = json.loads(modes_file.read_text()) if modes_file.exists() else {}
+        modes_file.write_text(json.dumps({**modes, tool: mode}))
+
+    def calls(self) -> list[dict]:
+        calls_file = self.bin_dir / "calls.jsonl"
+        return (
+            [json.loads(line) for line in calls_file.read_text().splitlines()] if calls_file.exists() else []
+        )
+
+    def tools_called(self) -> list[str]:
+        return [call["tool"] for call in self.calls()]
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path, finished_run: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = FAKE_TOOL.format(python=sys.executable, outputs=FAKE_OUTPUTS, template=str(finished_run))
+    for tool in FAKE_OUTPUTS:
+        (bin_dir / tool).write_text(script)
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return FakeTools(bin_dir)
+
+
+@pytest.fixture
+def fake_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """Select the preview stand-in's mode; returns where it records its call."""
+    script = tmp_path / "preview-bin" / "fake_preview.py"
+    script.parent.mkdir()
+    script.write_text(FAKE_PREVIEW)
+
+    def use(mode: str) -> Path:
+        monkeypatch.setenv("SPLATTER_PREVIEW_CMD", shlex.join([sys.executable, str(script), mode]))
+        return script.with_name("preview_call.json")
+
+    return use
