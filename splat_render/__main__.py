@@ -1,0 +1,5 @@
+import sys
+
+from splat_render.cli import main
+
+sys.exit(main())

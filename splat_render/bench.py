@@ -1,0 +1,368 @@
+"""``splat-render bench``: where the preview's time goes, and how it compares with ns-render + ffmpeg.
+
+For each scene × resolution × frame count it measures, in this order:
+- the direct path's stages one by one (checkpoint load, camera path, rasterization, colour
+  conversion + device→host, encoding from memory = the encode floor), peak GPU memory;
+- the real pipelined render (render + transfer + encode overlapped), in this process;
+- end to end: a fresh ``python -m splat_render preview`` process, start to closed MP4, and the
+  import time of a fresh process;
+- where asked, the baseline of the original feature request, in the same run: ``ns-render
+  camera-path`` with our exported camera path writing PNG frames, then those PNGs encoded with
+  libx264 at the same settings through PyAV (the FFmpeg libraries; no ffmpeg binary needed), and
+  the PSNR of our frames against ns-render's.
+A table is printed last and everything is written as JSON under the results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splat_render.cli import parse_resolution
+from splat_render.encode import EncoderSpec, encode_frames
+from splat_render.errors import PreviewInputError
+from splat_render.orbit import OrbitSpec, write_camera_path
+from splat_render.preview import PreviewSpec, load_scene, plan_path, render_preview, to_host
+from splat_render.raster import render_frames
+from splat_render.yuv import rgb_to_yuv420
+
+SCENE_SIZES = {"50k": 50_000, "0.5M": 500_000, "1.5M": 1_500_000, "3M": 3_000_000}
+PSNR_FRAMES = 3  # frames compared with ns-render, spread over the orbit
+
+
+@dataclass
+class RunResult:
+    scene: str
+    gaussians: int
+    resolution: str
+    frames: int
+    device: str
+    stages: dict[str, float] = field(default_factory=dict)
+    peak_gpu_gb_above_model: float | None = None
+    output_bytes: int = 0
+    end_to_end_s: float | None = None
+    import_s: float | None = None
+    baseline: dict[str, float] | None = None
+    psnr_vs_ns_render_db: float | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenes", default="1.5M", help=f"synthetic sizes, comma-separated: {', '.join(SCENE_SIZES)}"
+    )
+    parser.add_argument("--config", type=Path, action="append", help="benchmark this splatfacto run instead")
+    parser.add_argument("--resolutions", default="720p,1080p", help="comma-separated, e.g. 360p,720p,1080p")
+    parser.add_argument("--frames", default="150,300", help="comma-separated frame counts")
+    parser.add_argument(
+        "--baseline", default="1080p:300", help="RESOLUTION:FRAMES pairs that also run ns-render (or 'none')"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="folder for the JSON report")
+    parser.add_argument(
+        "--work", type=Path, help="scratch folder for scenes and outputs (default: a temp dir)"
+    )
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip the fresh-process runs")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from splat_render.preview import resolve_device
+
+    device = resolve_device(args.device)
+    resolutions = [r.strip() for r in args.resolutions.split(",") if r.strip()]
+    frame_counts = [int(f) for f in args.frames.split(",") if f.strip()]
+    baseline_runs = (
+        set() if args.baseline == "none" else {tuple(p.split(":")) for p in args.baseline.split(",")}
+    )
+    work = Path(args.work or tempfile.mkdtemp(prefix="splat-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    results: list[RunResult] = []
+    for name, config in bench_scenes(args, work):
+        for resolution in resolutions:
+            width, height = parse_resolution(resolution)
+            for frames in frame_counts:
+                log(f"{name} {resolution} {frames} frames on {device}")
+                result = bench_one(name, config, width, height, resolution, frames, device, work)
+                if not args.no_end_to_end:
+                    measure_fresh_process(result, config, resolution, frames, device, work)
+                if (resolution, str(frames)) in baseline_runs and device.type == "cuda":
+                    measure_baseline(result, config, width, height, frames, device, work)
+                results.append(result)
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device),
+        "cpu_cores": os.cpu_count(),
+        "command": " ".join(["splat-render", *sys.argv[1:]]),
+        "versions": versions(),
+        "runs": [asdict(r) for r in results],
+    }
+    out = args.results / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(format_table(results, report["device"]))
+    print(f"\nreport: {out}")
+    return 0
+
+
+def bench_scenes(args: argparse.Namespace, work: Path):
+    if args.config:
+        for config in args.config:
+            yield config.parent.name, config
+        return
+    from splat_render.synthetic import SceneSpec, write_synthetic_run
+
+    for name in (s.strip() for s in args.scenes.split(",")):
+        if name not in SCENE_SIZES:
+            raise PreviewInputError(f"unknown scene '{name}': choose from {', '.join(SCENE_SIZES)}")
+        root = work / f"scene-{name}"
+        config = root / "refined/splatter/splatfacto/config.yml"
+        if not config.exists():
+            log(f"writing synthetic scene {name}")
+            write_synthetic_run(root, SceneSpec(gaussians=SCENE_SIZES[name]))
+        yield name, config
+
+
+def bench_one(name, config, width, height, resolution, frames, device, work) -> RunResult:
+    """Stage by stage, then the real overlapped pipeline, all in this (warm) process."""
+    orbit = OrbitSpec(frames=frames, width=width, height=height)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    stages: dict[str, float] = {}
+
+    t = time.perf_counter()
+    scene = load_scene(config, None, device)
+    stages["checkpoint_load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _, path = plan_path(scene, orbit)
+    stages["camera_path"] = time.perf_counter() - t
+    c2w = torch.as_tensor(path.c2w, dtype=torch.float32, device=device)
+    K = torch.as_tensor(path.intrinsics(), dtype=torch.float32, device=device)
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        model_bytes = torch.cuda.memory_allocated(device)
+    sync()
+    t = time.perf_counter()
+    for batch in render_frames(scene.gaussians, c2w, K, width, height, scene.settings):
+        del batch
+    sync()
+    stages["rasterize"] = time.perf_counter() - t
+    peak = None
+    if device.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated(device) - model_bytes) / 2**30
+
+    yuv_batches = []
+    for batch in render_frames(scene.gaussians, c2w, K, width, height, scene.settings):
+        yuv_batches.append(rgb_to_yuv420(batch))
+    sync()
+    pool: list = [None] * len(yuv_batches)
+    t = time.perf_counter()
+    host = [
+        to_host(b, pool, i).copy() if device.type == "cuda" else to_host(b, pool, i)
+        for i, b in enumerate(yuv_batches)
+    ]
+    stages["device_to_host"] = time.perf_counter() - t
+    del yuv_batches, pool
+
+    floor_out = work / f"floor-{name}-{resolution}-{frames}.mp4"
+    t = time.perf_counter()
+    floor = encode_frames(iter(host), floor_out, width, height, EncoderSpec())
+    stages["encode_floor"] = time.perf_counter() - t
+    del host
+
+    out = work / f"ours-{name}-{resolution}-{frames}.mp4"
+    spec = PreviewSpec(orbit=orbit, device=str(device))
+    t = time.perf_counter()
+    report = render_preview(config, out, spec)
+    stages["pipelined_total"] = time.perf_counter() - t
+    stages["pipelined_render_transfer_encode"] = report.stage_seconds["render_and_encode"]
+    if floor.frames != frames:
+        raise RuntimeError(f"encode floor wrote {floor.frames} frames, expected {frames}")
+    return RunResult(
+        scene=name,
+        gaussians=len(scene.gaussians),
+        resolution=resolution,
+        frames=frames,
+        device=str(device),
+        stages={k: round(v, 4) for k, v in stages.items()},
+        peak_gpu_gb_above_model=None if peak is None else round(peak, 3),
+        output_bytes=report.bytes,
+    )
+
+
+def measure_fresh_process(result: RunResult, config, resolution, frames, device, work) -> None:
+    """Process start → MP4 closed, as the pipeline runs it; and a fresh process's import time."""
+    out = work / f"e2e-{result.scene}-{resolution}-{frames}.mp4"
+    command = [
+        sys.executable,
+        "-m",
+        "splat_render",
+        "preview",
+        "--config",
+        str(config),
+        "--output",
+        str(out),
+        "--resolution",
+        resolution,
+        "--frames",
+        str(frames),
+        "--device",
+        str(device),
+        "--quiet",
+    ]
+    t = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    result.end_to_end_s = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", IMPORTS_OF_A_PREVIEW], check=True, capture_output=True)
+    result.import_s = round(time.perf_counter() - t, 3)
+
+
+IMPORTS_OF_A_PREVIEW = (
+    "import splat_render.cli, splat_render.preview, splat_render.model, nerfstudio.utils.eval_utils"
+)
+
+
+def measure_baseline(result: RunResult, config, width, height, frames, device, work) -> None:
+    """ns-render camera-path → PNG frames → libx264 via PyAV, with our camera path; PSNR vs ours."""
+    orbit = OrbitSpec(frames=frames, width=width, height=height)
+    scene = load_scene(config, None, device)
+    _, path = plan_path(scene, orbit)
+    camera_json = work / f"camera-path-{result.scene}-{width}x{height}-{frames}.json"
+    write_camera_path(path, camera_json)
+    png_dir = work / f"ns-render-{result.scene}-{width}x{height}-{frames}"
+    shutil.rmtree(png_dir, ignore_errors=True)
+    env = baseline_environment(work)
+    command = [
+        "ns-render",
+        "camera-path",
+        "--load-config",
+        str(config.resolve()),
+        "--camera-path-filename",
+        str(camera_json.resolve()),
+        "--output-path",
+        str(png_dir.resolve()),
+        "--output-format",
+        "images",
+        "--image-format",
+        "png",
+    ]
+    log("baseline: ns-render camera-path (PNG frames)")
+    t = time.perf_counter()
+    # Run from the job root: stored relative paths in config.yml resolve from there, as in the pipeline.
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=config.parents[3])
+    render_s = time.perf_counter() - t
+    pngs = sorted(png_dir.glob("*.png"))
+    png_bytes = sum(p.stat().st_size for p in pngs)
+    log("baseline: encoding the PNGs with libx264")
+    t = time.perf_counter()
+    encoded = encode_frames(
+        decoded_pngs(pngs),
+        work / f"baseline-{result.scene}.mp4",
+        width,
+        height,
+        EncoderSpec(),
+        pixel_format="rgb24",
+    )
+    encode_s = time.perf_counter() - t
+    result.baseline = {
+        "ns_render_s": round(render_s, 3),
+        "png_encode_s": round(encode_s, 3),
+        "total_s": round(render_s + encode_s, 3),
+        "png_frames": len(pngs),
+        "png_megabytes": round(png_bytes / 1e6, 1),
+        "mp4_bytes": encoded.bytes,
+    }
+    result.psnr_vs_ns_render_db = round(psnr_against_pngs(scene, path, pngs, device), 2)
+
+
+def baseline_environment(work: Path) -> dict[str, str]:
+    """What ns-render needs on an offline machine: our offline patches at start-up, and an ffmpeg
+    on PATH for its installation check (images mode never calls it)."""
+    shim = work / "baseline-shim"
+    (shim / "bin").mkdir(parents=True, exist_ok=True)
+    (shim / "sitecustomize.py").write_text(
+        "from splat_render.model import offline_nerfstudio\noffline_nerfstudio().__enter__()\n"
+    )
+    env = dict(os.environ)
+    project = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(shim), project, env.get("PYTHONPATH", "")] if p)
+    if shutil.which("ffmpeg") is None:
+        fake = shim / "bin" / "ffmpeg"
+        fake.write_text("#!/bin/sh\nexit 0\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{shim / 'bin'}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def decoded_pngs(pngs: list[Path]):
+    from PIL import Image
+
+    for png in pngs:
+        yield np.asarray(Image.open(png).convert("RGB"))[None]
+
+
+def psnr_against_pngs(scene, path, pngs: list[Path], device) -> float:
+    from PIL import Image
+
+    picks = np.linspace(0, len(pngs) - 1, PSNR_FRAMES).round().astype(int)
+    sub = replace(path, c2w=path.c2w[picks])
+    c2w = torch.as_tensor(sub.c2w, dtype=torch.float32, device=device)
+    K = torch.as_tensor(sub.intrinsics(), dtype=torch.float32, device=device)
+    ours = torch.cat(list(render_frames(scene.gaussians, c2w, K, path.width, path.height, scene.settings)))
+    ours = (ours.cpu().numpy() * 255).round()
+    theirs = np.stack([np.asarray(Image.open(pngs[i]).convert("RGB"), dtype=np.float64) for i in picks])
+    mse = float(np.mean((ours - theirs) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("torch", "gsplat", "nerfstudio", "av")}
+
+
+def format_table(results: list[RunResult], device: str) -> str:
+    header = (
+        "| scene | res | frames | load s | raster s | D2H s | encode floor s | pipelined r+t+e s | "
+        "/floor | e2e s | import s | baseline s | speed-up | PSNR dB | peak GB | MB |"
+    )
+    lines = [f"device: {device}", header, "|" + "---|" * (header.count("|") - 1)]
+    for r in results:
+        s = r.stages
+        ratio = s["pipelined_render_transfer_encode"] / s["encode_floor"]
+        base = r.baseline["total_s"] if r.baseline else None
+        speedup = f"{base / r.end_to_end_s:.1f}x" if base and r.end_to_end_s else "-"
+        lines.append(
+            f"| {r.scene} | {r.resolution} | {r.frames} | {s['checkpoint_load']:.2f} | {s['rasterize']:.2f} | "
+            f"{s['device_to_host']:.2f} | {s['encode_floor']:.2f} | {s['pipelined_render_transfer_encode']:.2f} | "
+            f"{ratio:.2f} | {fmt(r.end_to_end_s)} | {fmt(r.import_s)} | {fmt(base)} | {speedup} | "
+            f"{fmt(r.psnr_vs_ns_render_db)} | {fmt(r.peak_gpu_gb_above_model)} | {r.output_bytes / 1e6:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,173 @@
+"""``splat-render`` / ``python -m splat_render``: argument parsing, progress display, exit codes.
+
+Every user-fixable problem ends as one line on stderr and exit status 2; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from splat_render.errors import PreviewInputError
+
+RESOLUTIONS = {
+    "180p": (320, 180),
+    "360p": (640, 360),
+    "540p": (960, 540),
+    "720p": (1280, 720),
+    "1080p": (1920, 1080),
+}
+GPU_DEFAULT_RESOLUTION = "1080p"
+CPU_DEFAULT_RESOLUTION = "180p"  # the CPU reference renders about 1-2 frames/s there
+EXIT_USAGE = 2
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    if text in RESOLUTIONS:
+        return RESOLUTIONS[text]
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match:
+        raise PreviewInputError(f"resolution '{text}' is not one of {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT")
+    return int(match.group(1)), int(match.group(2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="splat-render", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    preview = commands.add_parser("preview", help="render the orbit preview MP4 of a trained splat")
+    preview.add_argument("--config", type=Path, help="splatfacto config.yml (checkpoint beside it)")
+    preview.add_argument("--ply", type=Path, help="render this exported splat.ply instead of the checkpoint")
+    preview.add_argument("--output", "-o", type=Path, required=True, help="MP4 to write")
+    preview.add_argument(
+        "--resolution",
+        help=f"{', '.join(RESOLUTIONS)} or WxH (default {GPU_DEFAULT_RESOLUTION} on GPU, "
+        f"{CPU_DEFAULT_RESOLUTION} on CPU)",
+    )
+    preview.add_argument("--frames", type=int, default=150, help="frames in the video, 90..300 (default 150)")
+    preview.add_argument("--fps", type=int, default=30)
+    preview.add_argument("--elevation", type=float, default=35.0, help="degrees above the horizon (30..45)")
+    preview.add_argument("--arc", type=float, default=360.0, help="degrees of orbit (default a full loop)")
+    preview.add_argument("--fov", type=float, default=50.0, help="vertical field of view, degrees")
+    preview.add_argument("--crf", type=int, default=23, help="x264 constant rate factor (default 23)")
+    preview.add_argument("--preset", default="medium", help="x264 preset (default medium)")
+    preview.add_argument(
+        "--batch-size", type=int, help="cameras per rasterization call (default: from free memory)"
+    )
+    preview.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    preview.add_argument(
+        "--camera-path-out", type=Path, help="also write the nerfstudio camera-path JSON here"
+    )
+    preview.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
+
+    synthetic = commands.add_parser("synthetic", help="write the bundled synthetic splatfacto run")
+    synthetic.add_argument("out_dir", type=Path, help="job root to write refined/... into")
+    synthetic.add_argument("--gaussians", type=int, default=50_000)
+    synthetic.add_argument("--tilt", type=float, default=0.0, help="tilt of the whole world, degrees")
+    synthetic.add_argument("--seed", type=int, default=0)
+
+    bench = commands.add_parser("bench", help="time the preview against the ns-render + ffmpeg baseline")
+    from splat_render.bench import add_arguments
+
+    add_arguments(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "preview":
+            return run_preview(args)
+        if args.command == "synthetic":
+            return run_synthetic(args)
+        from splat_render.bench import run_bench
+
+        return run_bench(args)
+    except PreviewInputError as exc:
+        print(f"splat-render: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run_synthetic(args: argparse.Namespace) -> int:
+    from splat_render.synthetic import SceneSpec, write_synthetic_run
+
+    if args.gaussians < 100:
+        raise PreviewInputError(f"--gaussians must be at least 100, got {args.gaussians}")
+    run = write_synthetic_run(
+        args.out_dir, SceneSpec(gaussians=args.gaussians, tilt_deg=args.tilt, seed=args.seed)
+    )
+    print(f"config:     {run.config}\ncheckpoint: {run.checkpoint}\nply:        {run.ply}")
+    return 0
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from splat_render.encode import EncoderSpec
+    from splat_render.orbit import OrbitSpec
+    from splat_render.preview import PreviewSpec, render_preview, resolve_device
+
+    console = Console(stderr=True)
+    device = resolve_device(args.device)
+    default = GPU_DEFAULT_RESOLUTION if device.type == "cuda" else CPU_DEFAULT_RESOLUTION
+    width, height = parse_resolution(args.resolution or default)
+    spec = PreviewSpec(
+        orbit=OrbitSpec(
+            frames=args.frames,
+            fps=args.fps,
+            arc_deg=args.arc,
+            elevation_deg=args.elevation,
+            fov_y_deg=args.fov,
+            width=width,
+            height=height,
+        ),
+        encoder=EncoderSpec(crf=args.crf, preset=args.preset, fps=args.fps),
+        device=str(device),
+        batch_size=args.batch_size,
+        camera_path_out=args.camera_path_out,
+    )
+    with frame_progress(console, args.frames, args.quiet) as advance:
+        report = render_preview(args.config, args.output, spec, ply=args.ply, on_frames=advance)
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
+    console.print(
+        f"[bold green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height} "
+        f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, {report.gaussians:,} gaussians on {report.device}\n"
+        f"stages: {stages}",
+        highlight=False,
+    )
+    print(report.output)
+    return 0
+
+
+@contextlib.contextmanager
+def frame_progress(console, total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with frames/s and ETA; yields the callback that moves it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if quiet:
+        yield lambda done: None
+        return
+    columns = (
+        TextColumn("rendering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("render", total=total, rate="")
+
+        def advance(done: int) -> None:
+            progress.update(task, completed=done)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{speed:.1f} frames/s" if speed else "")
+
+        yield advance
