@@ -51,6 +51,10 @@ PLANE_MAX_TURN_DEG = 45.0
 PLANE_TOLERANCE = 0.02
 """Points within this fraction of the scene's largest standard deviation support a plane."""
 
+PLANE_MIN_SUPPORT = 0.15
+"""The best plane must hold this fraction of the points to be the floor; a volume of points (no
+surface dominates) keeps the principal axis."""
+
 MIN_RELATIVE_EXTENT = 0.01
 """A flat scene still gets a box this thick, relative to its largest half extent."""
 
@@ -141,7 +145,8 @@ def _plane_normal(sample: np.ndarray) -> np.ndarray | None:
 
     The smallest-variance principal axis says roughly where the plane faces, but objects standing
     on one side of the floor tilt it; the plane itself is then found by RANSAC among the planes
-    facing that way, and refined by a principal-axis fit of its inliers.
+    facing that way, and refined by a principal-axis fit of its inliers.  A cloud whose best plane
+    holds few points has no floor: the principal axis stands.
     """
     offsets = sample - np.median(sample, axis=0)
     distances = np.linalg.norm(offsets, axis=1)
@@ -165,7 +170,7 @@ def _plane_normal(sample: np.ndarray) -> np.ndarray | None:
     heights = normals @ inliers.T - np.sum(normals * anchors, axis=1, keepdims=True)  # [K,S]
     support = np.abs(heights) <= tolerance
     plane_points = inliers[support[np.argmax(support.sum(axis=1))]]
-    if len(plane_points) < 3:
+    if len(plane_points) < PLANE_MIN_SUPPORT * len(inliers):
         return thinnest
     normal = np.linalg.eigh(np.cov(plane_points.T))[1][:, 0]
     return normal if np.dot(normal, thinnest) >= 0 else -normal
