@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+_FRACTION = re.compile(r"\.(\d+)")
 
 
 def parse_rfc3339(text: str) -> float:
     """Seconds since the epoch; naive timestamps are taken as UTC."""
-    normalized = _FRACTION.sub(r"\1", text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    # Python 3.10's fromisoformat takes exactly 6 fraction digits; services send 0 to 9.
+    normalized = _FRACTION.sub(
+        lambda m: "." + m[1][:6].ljust(6, "0"), text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    )
     moment = datetime.fromisoformat(normalized)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

@@ -1,6 +1,6 @@
 """Stands in for run.py in the runner tests; FAKE_RUN_MODE picks the behaviour.
 
-ok / no_preview / no_splat / fail / hang. The splat it writes is a JSON report of what it saw (its
+ok / no_preview / no_splat / fail / hang; FAKE_SLEEP_SECS delays the start. The splat it writes is a JSON report of what it saw (its
 arguments, working directory, environment and every input file's sha256), padded to FAKE_SPLAT_BYTES,
 so tests can check the inputs the runner laid out by reading back the upload.
 """
@@ -28,6 +28,7 @@ def progress(stage: str, pct: int) -> None:
     print(f"[PROGRESS] stage={stage} pct={pct}", flush=True)
 
 
+time.sleep(float(os.environ.get("FAKE_SLEEP_SECS", "0")))
 if mode == "hang":
     # A grandchild that ignores SIGTERM: only a group-wide SIGKILL ends it.
     grandchild = subprocess.Popen(
