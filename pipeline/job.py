@@ -13,7 +13,7 @@ from pipeline import layout
 from pipeline.commands import run_command
 from pipeline.frames import Dataset, extract_all_frames
 from pipeline.inputs import check_colmap_model, check_frames_match_colmap, find_datasets
-from pipeline.nerfstudio import export_command, process_data_command, train_command
+from pipeline.nerfstudio import EXPORT_ENVIRONMENT, export_command, process_data_command, train_command
 from pipeline.preview import DEFAULT_RENDERER, render_preview
 from pipeline.rotate import rotate_ply
 from pipeline.splat_format import convert_ply_to_splat
@@ -38,9 +38,6 @@ def run_job(options: JobOptions, emit: Callable[[str], None]) -> None:
 
 def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stage, ...]:
     root = options.root
-
-    def run_in_root(argv: list[str]) -> Callable[[], None]:
-        return partial(run_command, argv, cwd=root)
 
     def process_data() -> None:
         check_frames_match_colmap(root)
@@ -67,7 +64,7 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
         Stage(
             "train",
             weight=75,
-            run=run_in_root(train),
+            run=partial(run_command, train, cwd=root),
             outputs=(layout.TRAIN_RUN,),
             expected=(str(layout.CONFIG), f"{layout.CHECKPOINTS}/step-*.ckpt"),
             recipe=shlex.join(train),
@@ -75,7 +72,7 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
         Stage(
             "export",
             weight=5,
-            run=run_in_root(export),
+            run=partial(run_command, export, cwd=root, extra_env=EXPORT_ENVIRONMENT),
             outputs=(layout.SPLAT_PLY,),
             expected=(str(layout.SPLAT_PLY),),
             recipe=shlex.join(export),

@@ -8,7 +8,9 @@
   COLMAP-derived frame (no centring, no reorientation, scale 1), which the rotate step relies on.
   ``--vis tensorboard`` trains headless (no viewer server) and ``quit-on-train-completion`` makes
   ns-train exit instead of waiting for a viewer.
-- ``ns-export gaussian-splat`` writes ``refined/splatter/splat.ply``.
+- ``ns-export gaussian-splat`` writes ``refined/splatter/splat.ply``. It loads the checkpoint with
+  ``torch.load``'s defaults; since torch 2.6 those refuse the numpy scalars nerfstudio pickles into
+  its checkpoints, so the export runs with torch's override for trusted files (the job's own).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def train_command(max_iterations: int | None) -> list[str]:
         "--orientation-method", "none",
         "--auto-scale-poses", "False",
     ]  # fmt: skip
+
+
+EXPORT_ENVIRONMENT = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 def export_command() -> list[str]:

@@ -34,7 +34,9 @@ from pathlib import Path
 here = Path(__file__).parent
 name = Path(sys.argv[0]).name
 with open(here / "calls.jsonl", "a") as calls:
-    calls.write(json.dumps({{"tool": name, "argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\\n")
+    weights_only = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    call = {{"tool": name, "argv": sys.argv[1:], "cwd": os.getcwd(), "no_weights_only": weights_only}}
+    calls.write(json.dumps(call) + "\\n")
 modes = here / "modes.json"
 mode = json.loads(modes.read_text()).get(name, "ok") if modes.exists() else "ok"
 if mode == "silent":

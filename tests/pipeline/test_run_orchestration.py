@@ -98,6 +98,7 @@ def test_the_nerfstudio_tools_get_the_pipeline_flags_from_the_job_root(
         "nerfstudio-data",
         *("--center-method", "none", "--orientation-method", "none", "--auto-scale-poses", "False"),
     ]
+    assert calls["ns-export"]["no_weights_only"] == "1"  # nerfstudio checkpoints need it with torch >= 2.6
     assert calls["ns-export"]["argv"] == [
         "gaussian-splat",
         *("--load-config", "refined/splatter/splatfacto/config.yml", "--output-dir", "refined/splatter"),
