@@ -21,6 +21,7 @@ from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, normalized
 
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 7680
+VIEW_AGREEMENT = 0.5  # mean length of the training cameras' horizontal view directions that counts as one way
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,10 @@ def orbit_path(
     elevation = math.radians(spec.elevation_deg)
     horizontal = np.cos(azimuths)[:, None] * frame.axes[0] + np.sin(azimuths)[:, None] * frame.axes[1]
     directions = math.cos(elevation) * horizontal + math.sin(elevation) * frame.up  # centre → camera
-    unit_cameras = look_at(frame.center + directions, frame.center, frame.up)
-    radius = _fitting_radius(unit_cameras[:, :, :3], frame, spec)
-    c2w = look_at(frame.center + radius * directions, frame.center, frame.up)
+    rotations = look_at(directions, np.zeros(3), frame.up)[:, :, :3]  # the same at every radius
+    radius = _fitting_radius(rotations, frame, spec)
+    positions = frame.center + radius * directions
+    c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
     return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps)
 
 
@@ -156,7 +158,7 @@ def _training_view_azimuth(frame: SceneFrame, camera_c2w: np.ndarray | None) -> 
         return 0.0
     flat = normalized(flat)
     mean = flat.mean(axis=0)
-    looking = mean if np.linalg.norm(mean) >= 0.5 else flat[0]
+    looking = mean if np.linalg.norm(mean) >= VIEW_AGREEMENT else flat[0]
     # The orbit camera at azimuth φ looks along −(cos φ, sin φ).
     return math.degrees(math.atan2(-looking[1], -looking[0]))
 

@@ -125,15 +125,30 @@ def test_partial_arc_includes_both_ends(frame: SceneFrame) -> None:
     np.testing.assert_allclose(np.diff(swept), 3.0)
 
 
-def test_start_faces_the_way_the_training_cameras_looked(frame: SceneFrame) -> None:
-    """A one-sided scan: all training cameras stand on one side, looking across the scene."""
+def horizontal_view(c2w: np.ndarray, frame: SceneFrame) -> np.ndarray:
+    forward = -c2w[:, 2]
+    flat = forward - np.dot(forward, frame.up) * frame.up
+    return flat / np.linalg.norm(flat)
+
+
+def test_start_faces_the_way_a_one_sided_scan_looked(frame: SceneFrame) -> None:
+    """All training cameras stand on one side, looking across the scene."""
     looking = frame.axes[1]
     eyes = frame.center - 3 * looking + np.linspace(-1, 1, 9)[:, None] * frame.axes[0] + frame.up
-    training = look_at(eyes, frame.center, frame.up)
+    path = orbit_path(frame, OrbitSpec(**SMALL), look_at(eyes, frame.center, frame.up))
+    assert np.dot(horizontal_view(path.c2w[0], frame), looking) > math.cos(math.radians(1))
+
+
+def test_loop_scan_starts_where_the_capture_began(frame: SceneFrame) -> None:
+    """Training cameras all around look every way; the first one sets the start."""
+    angles = np.radians(np.arange(40, 400, 30))
+    eyes = frame.center + 3 * (
+        np.cos(angles)[:, None] * frame.axes[0] + np.sin(angles)[:, None] * frame.axes[1]
+    )
+    training = look_at(eyes + frame.up, frame.center, frame.up)
     path = orbit_path(frame, OrbitSpec(**SMALL), training)
-    first_view = -path.c2w[0, :, 2]
-    horizontal = first_view - np.dot(first_view, frame.up) * frame.up
-    assert np.dot(horizontal / np.linalg.norm(horizontal), looking) > math.cos(math.radians(1))
+    first_training_view = horizontal_view(training[0], frame)
+    assert np.dot(horizontal_view(path.c2w[0], frame), first_training_view) > math.cos(math.radians(1))
 
 
 def test_defaults_make_a_five_to_ten_second_video_at_30_fps(frame: SceneFrame) -> None:
