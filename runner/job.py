@@ -186,7 +186,7 @@ class SplatJob:
                     "python",
                     "running",
                     step=update.step,
-                    step_pct=update.percent,
+                    step_pct=round(update.percent),  # whole percents: at most ~100 heartbeats a step
                 )
             )
 

@@ -11,13 +11,14 @@ from collections.abc import Callable
 import httpx
 
 from . import CAPABILITY, __version__
-from .auth import DdsClient, Registrar, TokenKeeper
+from .auth import AuthError, DdsClient, Registrar, TokenKeeper
 from .cancel import Cancelled, CancelReason, CancelSignal
 from .config import Config
 from .dms import DmsClient, Lease, lease_refusal
 from .health import HealthServer
 from .job import JobFailed, JobOutcome, JobSpec, JobSucceeded, SplatJob
 from .lease import LeaseKeeper
+from .retry import RetriesExhausted
 from .workspace import sweep_stale_workspaces
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class Node:
                 lease = self._dms.lease(CAPABILITY)
             except Exception as exc:
                 failures += 1
-                log.warning("leasing failed (%s); backing off", exc)
+                expected = isinstance(exc, (httpx.HTTPError, AuthError, RetriesExhausted))
+                log.warning("leasing failed (%s); backing off", exc, exc_info=not expected)
                 self._stopping.wait(self._config.retry.delay(failures))
                 continue
             failures = 0

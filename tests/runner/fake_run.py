@@ -1,9 +1,9 @@
-"""Stands in for run.py in the runner tests; FAKE_RUN_MODE picks the behaviour.
+"""Stands in for run.py in the runner tests.
 
-ok / no_preview / no_splat / fail / hang; FAKE_SLEEP_SECS delays the start. The splat it writes is a JSON report of what it saw (its
-arguments, working directory, environment and every input file's sha256), padded to FAKE_SPLAT_BYTES,
-so tests can check the inputs the runner laid out by reading back the upload.
-"""
+FAKE_RUN_MODE picks the behaviour (ok, no_preview, no_splat, fail, hang); FAKE_SLEEP_SECS delays the
+start. The splat it writes is a JSON report of what it saw (its arguments, working directory,
+environment and every input file's sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs
+the runner laid out by reading back the upload."""
 
 import argparse
 import hashlib

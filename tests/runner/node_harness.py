@@ -74,14 +74,22 @@ def sha256(data: bytes) -> str:
 
 
 def seed_scan(
-    emu: Emulator, suffix: str = SUFFIX, scans: tuple[str, ...] = ("scan_a", "scan_b"), colmap: int = 5
+    emu: Emulator,
+    suffix: str = SUFFIX,
+    scans: tuple[str, ...] = ("scan_a", "scan_b"),
+    colmap: int = 5,
+    other_items: int = 1,
 ) -> Scan:
-    """A refined manifest naming recordings, other items, and (the first `colmap` of) the COLMAP files."""
+    """A refined manifest naming recordings and other_items unrelated items, with (the first `colmap`
+    of) the COLMAP files beside it."""
     recordings = {scan: f"video of {scan}".encode() for scan in scans}
     ids = [
         emu.add_item(f"dmt_recording_{scan}", "dmt_recording_mp4", data) for scan, data in recordings.items()
     ]
-    ids.append(emu.add_item(f"refined_scan{suffix}", "refined_scan_zip", b"not a recording"))
+    ids += [
+        emu.add_item(f"refined_scan{suffix}_{n}", "refined_scan_zip", b"not a recording")
+        for n in range(other_items)
+    ]
     colmap_files = {}
     filenames = ("frames.bin", "images.bin", "cameras.bin", "points3D.bin", "rigs.bin")
     for prefix, filename in list(zip(COLMAP_NAMES, filenames, strict=True))[:colmap]:

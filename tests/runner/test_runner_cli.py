@@ -106,7 +106,10 @@ def test_a_second_sigterm_cancels_the_running_task(emulator: Emulator, tasks_roo
 
     assert emulator.fails[task_id]["reason"] == "runner failed: node shutting down"
     for pid in json.loads(pid_file.read_text()):
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+        )
 
 
 def _health_ok(port: int) -> bool:

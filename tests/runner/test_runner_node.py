@@ -179,6 +179,21 @@ def test_no_recording_fails_the_task(emulator: Emulator, make_config):
     assert emulator.matching("POST", DATA_PATH) == []
 
 
+def test_metadata_is_asked_for_at_most_100_ids_at_a_time(emulator: Emulator, make_config):
+    scan = seed_scan(emulator, other_items=230)
+    task_id = emulator.add_task([scan.manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert task_id in emulator.completes
+    by_ids = [r.query["ids"][0].split(",") for r in emulator.matching("GET", DATA_PATH) if "ids" in r.query]
+    assert [len(ids) for ids in by_ids] == [1, 100, 100, 32]
+    assert set(splat_report(emulator)["files"]) >= {
+        "datasets/scan_a/Frames.mp4",
+        "datasets/scan_b/Frames.mp4",
+    }
+
+
 def test_incomplete_colmap_is_skipped_whole(emulator: Emulator, make_config):
     task_id = emulator.add_task([seed_scan(emulator, colmap=4).manifest_cid])
 

@@ -108,6 +108,7 @@ def test_rfc3339_with_nanoseconds_and_zulu():
     assert parse_rfc3339("2024-05-01T00:00:00Z") == 1714521600.0
     assert parse_rfc3339("2024-05-01T00:00:00.123456789Z") == pytest.approx(1714521600.123456)
     assert parse_rfc3339("2024-05-01T02:00:00+02:00") == 1714521600.0
+    assert parse_rfc3339("2024-05-01T00:00:00.5Z") == 1714521600.5
 
 
 def test_form_envelope_has_the_exact_part_headers(tmp_path: Path):
