@@ -85,7 +85,7 @@ def encode_frames(
                 raise PreviewInputError("no frames to encode: the renderer produced none")
             started = time.perf_counter()
             output.mux(stream.encode(None))
-        encode_seconds += time.perf_counter() - started  # closing writes the index, moved to the front
+        encode_seconds += time.perf_counter() - started  # closing writes the moov box, then moves it first
         os.replace(temp_path, out_path)
     except BaseException:
         temp_path.unlink(missing_ok=True)
