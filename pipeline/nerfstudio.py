@@ -6,8 +6,9 @@
   with an empty experiment name and timestamp that is ``refined/splatter/splatfacto/`` itself, holding
   config.yml and ``nerfstudio_models/``. The dataparser flags keep the training frame equal to the
   COLMAP-derived frame (no centring, no reorientation, scale 1), which the rotate step relies on.
-  ``--vis tensorboard`` trains headless (no viewer server) and ``quit-on-train-completion`` makes
-  ns-train exit instead of waiting for a viewer.
+  The viewer is nerfstudio's only logger that needs no extra package or account and skips the
+  periodic evaluation passes (tensorboard and wandb run them); it listens on localhost only, and
+  ``quit-on-train-completion`` makes ns-train exit when training ends instead of serving it.
 - ``ns-export gaussian-splat`` writes ``refined/splatter/splat.ply``. It loads the checkpoint with
   ``torch.load``'s defaults; since torch 2.6 those refuse the numpy scalars nerfstudio pickles into
   its checkpoints, so the export runs with torch's override for trusted files (the job's own).
@@ -41,7 +42,8 @@ def train_command(max_iterations: int | None) -> list[str]:
         "--method-name", TRAIN_RUN.name,
         "--timestamp", "",
         "--data", str(NERFSTUDIO_DATA),
-        "--vis", "tensorboard",
+        "--vis", "viewer",
+        "--viewer.websocket-host", "127.0.0.1",
         "--viewer.quit-on-train-completion", "True",
         *budget,
         "nerfstudio-data",
