@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from .auth import TokenKeeper
-from .retry import Backoff, RetriesExhausted, is_retryable_status, with_retries
+from .retry import Backoff, is_retryable_status, with_retries
 from .timestamps import parse_rfc3339
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,9 @@ class DmsClient:
     def heartbeat(
         self, task_id: str, progress: dict[str, Any], events: list[dict[str, Any]]
     ) -> HeartbeatReply:
-        """Raises LeaseLost when DMS answers anything but success."""
-        try:
-            reply = self._post(f"/tasks/{task_id}/heartbeat", {"progress": progress, "events": events})
-        except RetriesExhausted as exc:
-            raise LeaseLost(str(exc)) from exc
+        """Raises LeaseLost when DMS refuses the heartbeat (a non-2xx that is not transient; a 401 only
+        after logging in again), RetriesExhausted when DMS kept failing transiently."""
+        reply = self._post(f"/tasks/{task_id}/heartbeat", {"progress": progress, "events": events})
         if not reply.is_success:
             raise LeaseLost(f"heartbeat answered HTTP {reply.status_code}")
         return parse_heartbeat_reply(reply.json() if reply.content else {})

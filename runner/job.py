@@ -24,11 +24,19 @@ from .workspace import create_workspace, remove_workspace
 
 log = logging.getLogger(__name__)
 
-EXPECTED_FAILURES = (InputError, MissingOutput, UploadTooLarge, RetriesExhausted, httpx.HTTPError)
-
 
 class PipelineFailed(RuntimeError):
     """run.py exited unsuccessfully."""
+
+
+EXPECTED_FAILURES = (
+    InputError,
+    PipelineFailed,
+    MissingOutput,
+    UploadTooLarge,
+    RetriesExhausted,
+    httpx.HTTPError,
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,6 @@ class SplatJob:
             raise
         except EXPECTED_FAILURES as exc:
             return self._failed(_explain(exc))
-        except PipelineFailed as exc:
-            return self._failed(str(exc))
         except Exception as exc:
             log.exception("task %s failed unexpectedly in stage %s", self._spec.task_id, self._stage)
             return self._failed(f"internal error: {exc!r}")

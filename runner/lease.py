@@ -30,7 +30,8 @@ def heartbeat_delay(lease_expires_at: float | None, now: float, share: float) ->
 class LeaseKeeper:
     """Sends a heartbeat right away, on every progress report, and on a timer tied to the lease expiry.
 
-    A stop from DMS or a lost lease sets the task's cancel signal; after that nothing more is sent.
+    A stop from DMS or a lost lease sets the task's cancel signal; after that nothing more is sent. The
+    lease is lost when DMS refuses a heartbeat, or when it expires while DMS is unreachable.
     """
 
     def __init__(self, dms: DmsClient, lease: Lease, cancel: CancelSignal):
@@ -93,8 +94,11 @@ class LeaseKeeper:
         except LeaseLost as exc:
             log.warning("lease lost for task %s: %s", self._task_id, exc)
             self._cancel.cancel(CancelReason.LEASE_LOST)
-        except Exception as exc:  # a later beat may get through before the lease runs out
+        except Exception as exc:  # DMS unreachable or failing: a later beat may get through in time
             log.warning("heartbeat for task %s failed: %s", self._task_id, exc)
+            if self._expires_at is not None and time.time() >= self._expires_at:
+                log.warning("lease of task %s expired without a heartbeat getting through", self._task_id)
+                self._cancel.cancel(CancelReason.LEASE_LOST)
         else:
             self._events = []
             self._apply(reply)

@@ -40,5 +40,6 @@ def configure_logging(log_format: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+    # one line per HTTP request is noise except when debugging
+    logging.getLogger("httpx").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -319,6 +319,21 @@ def test_a_failing_multipart_upload_is_aborted(emulator: Emulator, make_config, 
     assert len(emulator.aborted_uploads) == 1 and emulator.uploads == {}
 
 
+def test_too_large_without_multipart_fails_clearly(emulator: Emulator, make_config, monkeypatch):
+    monkeypatch.setenv("FAKE_SPLAT_BYTES", "2500")
+    emulator.request_max_bytes = 1024
+    emulator.multipart_enabled = False
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.fails[task_id]["reason"] == (
+        f"runner failed: upload: refined_splat{SUFFIX} is 2500 bytes, over the domain's request limit of "
+        "1024 bytes, and the domain does not offer multipart upload"
+    )
+    assert emulator.matching("POST", DATA_PATH) == []
+
+
 def test_transient_domain_errors_are_retried(emulator: Emulator, make_config):
     scan = seed_scan(emulator)
     recording = (
@@ -405,19 +420,27 @@ def test_registration_repeats_every_interval(emulator: Emulator, make_config):
         emulator.wait_for(lambda: len(emulator.registrations) >= 3, timeout=5, what="periodic registration")
 
 
-def test_lost_lease_stops_the_task_silently(emulator: Emulator, make_config, monkeypatch, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("heartbeat_status", "lease_secs", "survives_secs"),
+    [(404, 60.0, 0.0), (503, 1.5, 1.0)],  # refused: lost at once; failing: lost when the lease runs out
+)
+def test_lost_lease_stops_the_task_silently(
+    emulator: Emulator, make_config, monkeypatch, tmp_path: Path, heartbeat_status, lease_secs, survives_secs
+):
     pid_file = tmp_path / "pids.json"
     monkeypatch.setenv("FAKE_RUN_MODE", "hang")
     monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
-    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid], lease_secs=lease_secs)
 
     with running_node(make_config()):
         emulator.wait_for(pid_file.exists, what="the fake pipeline to start")
-        emulator.inject(Fault("POST", rf"/dms/v1/tasks/{task_id}/heartbeat", status=404))
+        emulator.inject(Fault("POST", rf"/dms/v1/tasks/{task_id}/heartbeat", status=heartbeat_status))
+        failing_since = time.monotonic()
         pids = json.loads(pid_file.read_text())
         emulator.wait_for(
             lambda: not any(_alive(pid) for pid in pids), timeout=10, what="the process group to die"
         )
+        assert time.monotonic() - failing_since >= survives_secs
 
     assert task_id not in emulator.completes and task_id not in emulator.fails
 
