@@ -6,7 +6,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -114,10 +113,9 @@ class DdsClient:
 class TokenKeeper:
     """Hands out the DMS bearer token, logging in again at ~75 % of its lifetime or when told it failed."""
 
-    def __init__(self, dds: DdsClient, backoff: Backoff, pause: Callable[[float], None] = time.sleep):
+    def __init__(self, dds: DdsClient, backoff: Backoff):
         self._dds = dds
         self._backoff = backoff
-        self._pause = pause
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -137,7 +135,7 @@ class TokenKeeper:
     def _login(self) -> tuple[str, float]:
         """The new token and when to replace it."""
         try:
-            grant = with_retries(self._dds.login, what="DDS login", backoff=self._backoff, pause=self._pause)
+            grant = with_retries(self._dds.login, what="DDS login", backoff=self._backoff, pause=time.sleep)
         except (httpx.HTTPError, RetriesExhausted, ValueError, KeyError) as exc:
             raise AuthError(f"DDS login failed: {exc}") from exc
         now = time.time()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,19 +128,11 @@ def _optional_time(value: Any) -> float | None:
 class DmsClient:
     """One method per DMS endpoint; transient failures are retried, 401 triggers one re-login."""
 
-    def __init__(
-        self,
-        http: httpx.Client,
-        base_url: str,
-        tokens: TokenKeeper,
-        backoff: Backoff,
-        pause: Callable[[float], None] = time.sleep,
-    ):
+    def __init__(self, http: httpx.Client, base_url: str, tokens: TokenKeeper, backoff: Backoff):
         self._http = http
         self._base_url = base_url
         self._tokens = tokens
         self._backoff = backoff
-        self._pause = pause
 
     def lease(self, capability: str) -> Lease | None:
         """A new lease, or None when DMS has no work for this node (204, or 409 busy)."""
@@ -185,7 +176,7 @@ class DmsClient:
                 reply.raise_for_status()
             return reply
 
-        return with_retries(attempt, what=f"POST {path}", backoff=self._backoff, pause=self._pause)
+        return with_retries(attempt, what=f"POST {path}", backoff=self._backoff, pause=time.sleep)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         token = self._tokens.token()
