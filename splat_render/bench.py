@@ -57,6 +57,7 @@ class RunResult:
     import_s: float | None = None
     baseline: dict[str, float] | None = None
     psnr_vs_ns_render_db: float | None = None
+    baseline_error: str | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,17 +91,31 @@ def run_bench(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
+    out = args.results / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     for name, config in bench_scenes(args, work):
         for resolution in resolutions:
             width, height = parse_resolution(resolution)
             for frames in frame_counts:
                 log(f"{name} {resolution} {frames} frames on {device}")
                 result = bench_one(name, config, width, height, resolution, frames, device, work)
+                results.append(result)
                 if not args.no_end_to_end:
                     measure_fresh_process(result, config, resolution, frames, device, work)
                 if (resolution, str(frames)) in baseline_runs and device.type == "cuda":
-                    measure_baseline(result, config, width, height, frames, device, work)
-                results.append(result)
+                    try:
+                        measure_baseline(result, config, width, height, frames, device, work)
+                    except RuntimeError as exc:  # recorded, and the other runs go on
+                        result.baseline_error = str(exc)
+                        log(f"baseline failed: {exc}")
+                write_report(out, device, results)
+    report = write_report(out, device, results)
+    print(format_table(results, report["device"]))
+    print(f"\nreport: {out}")
+    return 1 if any(r.baseline_error for r in results) else 0
+
+
+def write_report(out: Path, device: torch.device, results: list[RunResult]) -> dict:
+    """The JSON report, rewritten after every run so an interrupted bench keeps what it measured."""
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device),
@@ -109,11 +124,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "versions": versions(),
         "runs": [asdict(r) for r in results],
     }
-    out = args.results / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
-    print(format_table(results, report["device"]))
-    print(f"\nreport: {out}")
-    return 0
+    return report
 
 
 def bench_scenes(args: argparse.Namespace, work: Path):
@@ -223,7 +235,7 @@ def measure_fresh_process(result: RunResult, config, resolution, frames, device,
         "--quiet",
     ]
     t = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    run_checked(command)
     result.end_to_end_s = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", IMPORTS_OF_A_PREVIEW], check=True, capture_output=True)
@@ -262,7 +274,7 @@ def measure_baseline(result: RunResult, config, width, height, frames, device, w
     log("baseline: ns-render camera-path (PNG frames)")
     t = time.perf_counter()
     # Run from the job root: stored relative paths in config.yml resolve from there, as in the pipeline.
-    subprocess.run(command, check=True, capture_output=True, env=env, cwd=config.parents[3])
+    run_checked(command, env=env, cwd=config.parents[3])
     render_s = time.perf_counter() - t
     pngs = sorted(png_dir.glob("*.png"))
     png_bytes = sum(p.stat().st_size for p in pngs)
@@ -288,13 +300,23 @@ def measure_baseline(result: RunResult, config, width, height, frames, device, w
     result.psnr_vs_ns_render_db = round(psnr_against_pngs(scene, path, pngs, device), 2)
 
 
+def run_checked(command: list[str], **kwargs) -> None:
+    """Run a command; on failure, raise with the last lines it printed."""
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+        raise RuntimeError(f"{command[0]} {command[1]} failed (exit {done.returncode}):\n{tail}")
+
+
 def baseline_environment(work: Path) -> dict[str, str]:
     """What ns-render needs on an offline machine: our offline patches at start-up, and an ffmpeg
     on PATH for its installation check (images mode never calls it)."""
     shim = work / "baseline-shim"
     (shim / "bin").mkdir(parents=True, exist_ok=True)
     (shim / "sitecustomize.py").write_text(
-        "from splat_render.model import offline_nerfstudio\noffline_nerfstudio().__enter__()\n"
+        "from splat_render.model import offline_nerfstudio\n"
+        "OFFLINE = offline_nerfstudio()  # held for the life of the process\n"
+        "OFFLINE.__enter__()\n"
     )
     env = dict(os.environ)
     project = str(Path(__file__).resolve().parents[1])
@@ -342,8 +364,8 @@ def versions() -> dict[str, str]:
 
 def format_table(results: list[RunResult], device: str) -> str:
     header = (
-        "| scene | res | frames | load s | raster s | D2H s | encode floor s | pipelined r+t+e s | "
-        "/floor | e2e s | import s | baseline s | speed-up | PSNR dB | peak GB | MB |"
+        "| scene | res | frames | load s | raster s | D2H s | encode floor s | pipelined r+t+e s "
+        "| /floor | e2e s | import s | baseline s | speed-up | PSNR dB | peak GB | MB |"
     )
     lines = [f"device: {device}", header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
@@ -351,12 +373,25 @@ def format_table(results: list[RunResult], device: str) -> str:
         ratio = s["pipelined_render_transfer_encode"] / s["encode_floor"]
         base = r.baseline["total_s"] if r.baseline else None
         speedup = f"{base / r.end_to_end_s:.1f}x" if base and r.end_to_end_s else "-"
-        lines.append(
-            f"| {r.scene} | {r.resolution} | {r.frames} | {s['checkpoint_load']:.2f} | {s['rasterize']:.2f} | "
-            f"{s['device_to_host']:.2f} | {s['encode_floor']:.2f} | {s['pipelined_render_transfer_encode']:.2f} | "
-            f"{ratio:.2f} | {fmt(r.end_to_end_s)} | {fmt(r.import_s)} | {fmt(base)} | {speedup} | "
-            f"{fmt(r.psnr_vs_ns_render_db)} | {fmt(r.peak_gpu_gb_above_model)} | {r.output_bytes / 1e6:.1f} |"
-        )
+        cells = [
+            r.scene,
+            r.resolution,
+            r.frames,
+            fmt(s["checkpoint_load"]),
+            fmt(s["rasterize"]),
+            fmt(s["device_to_host"]),
+            fmt(s["encode_floor"]),
+            fmt(s["pipelined_render_transfer_encode"]),
+            fmt(ratio),
+            fmt(r.end_to_end_s),
+            fmt(r.import_s),
+            fmt(base),
+            speedup,
+            fmt(r.psnr_vs_ns_render_db),
+            fmt(r.peak_gpu_gb_above_model),
+            f"{r.output_bytes / 1e6:.1f}",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
