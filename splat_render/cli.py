@@ -52,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--frames", type=int, default=150, help="frames in the video, 90..300 (default 150)")
     preview.add_argument("--fps", type=int, default=30)
-    preview.add_argument("--elevation", type=float, default=35.0, help="degrees above the horizon (30..45)")
+    preview.add_argument(
+        "--elevation", type=float, default=35.0, help="degrees above the horizon, 15..60 (default 35)"
+    )
     preview.add_argument("--arc", type=float, default=360.0, help="degrees of orbit (default a full loop)")
     preview.add_argument("--fov", type=float, default=50.0, help="vertical field of view, degrees")
     preview.add_argument("--crf", type=int, default=23, help="x264 constant rate factor (default 23)")
     preview.add_argument("--preset", default="medium", help="x264 preset (default medium)")
+    preview.add_argument("--codec", default="libx264", help="FFmpeg H.264 encoder (default libx264)")
     preview.add_argument(
         "--batch-size", type=int, help="cameras per rasterization call (default: from free memory)"
     )
@@ -129,7 +132,7 @@ def run_preview(args: argparse.Namespace) -> int:
             width=width,
             height=height,
         ),
-        encoder=EncoderSpec(crf=args.crf, preset=args.preset, fps=args.fps),
+        encoder=EncoderSpec(crf=args.crf, preset=args.preset, fps=args.fps, codec=args.codec),
         device=str(device),
         batch_size=args.batch_size,
         camera_path_out=args.camera_path_out,
@@ -139,7 +142,8 @@ def run_preview(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
     console.print(
         f"[bold green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height} "
-        f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, {report.gaussians:,} gaussians on {report.device}\n"
+        f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, "
+        f"{report.gaussians:,} gaussians on {report.device}\n"
         f"stages: {stages}",
         highlight=False,
     )

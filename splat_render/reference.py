@@ -4,8 +4,9 @@ Projection and spherical harmonics reuse gsplat's own PyTorch reference function
 present with these signatures in gsplat 1.4 and 1.5), so the EWA maths (0.3 px blur, frustum
 clamping, antialiasing compensation) is gsplat's. gsplat has no CPU compositor, so that part is
 written here: gaussians sorted by depth per 8×8 tile (gsplat uses 16×16; smaller tiles waste far
-fewer evaluations on the CPU and only drop contributions below gsplat's own 1/255 cut-off), front-to-back alpha compositing
-with gsplat's cut-offs (alpha ≥ 1/255, alpha ≤ 0.999, stop once transmittance would drop to 1e-4).
+fewer evaluations on the CPU and only drop contributions below gsplat's own 1/255 cut-off), then
+front-to-back alpha compositing with gsplat's cut-offs (alpha ≥ 1/255, alpha ≤ 0.999, stop once
+transmittance would drop to 1e-4).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_newest_checkpoint_wins(job_root_copy):
 
 
 def test_checkpoint_needs_full_unpickling(synthetic_run):
-    """The synthetic checkpoint carries numpy scalars like trainer checkpoints: torch's safe mode refuses it."""
+    """Like trainer checkpoints, the synthetic one pickles numpy scalars: torch's safe mode refuses it."""
     with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
         torch.load(synthetic_run.checkpoint, weights_only=True)
 
