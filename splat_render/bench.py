@@ -104,7 +104,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 if (resolution, str(frames)) in baseline_runs and device.type == "cuda":
                     try:
                         measure_baseline(result, config, width, height, frames, device, work)
-                    except RuntimeError as exc:  # recorded, and the other runs go on
+                    except Exception as exc:  # recorded, and the other runs go on
                         result.baseline_error = str(exc)
                         log(f"baseline failed: {exc}")
                 write_report(out, device, results)
@@ -254,7 +254,8 @@ def measure_baseline(result: RunResult, config, width, height, frames, device, w
     _, path = plan_path(scene, orbit)
     camera_json = work / f"camera-path-{result.scene}-{width}x{height}-{frames}.json"
     write_camera_path(path, camera_json)
-    png_dir = work / f"ns-render-{result.scene}-{width}x{height}-{frames}"
+    # No dots in the name: ns-render writes images into output_path's parent / its stem.
+    png_dir = work / f"ns-render-{result.scene.replace('.', 'p')}-{width}x{height}-{frames}"
     shutil.rmtree(png_dir, ignore_errors=True)
     env = baseline_environment(work)
     command = [
@@ -277,6 +278,8 @@ def measure_baseline(result: RunResult, config, width, height, frames, device, w
     run_checked(command, env=env, cwd=config.parents[3])
     render_s = time.perf_counter() - t
     pngs = sorted(png_dir.glob("*.png"))
+    if len(pngs) != frames:
+        raise RuntimeError(f"ns-render wrote {len(pngs)} PNG frames to {png_dir}, expected {frames}")
     png_bytes = sum(p.stat().st_size for p in pngs)
     log("baseline: encoding the PNGs with libx264")
     t = time.perf_counter()
