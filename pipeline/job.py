@@ -38,12 +38,12 @@ def run_job(options: JobOptions, emit: Callable[[str], None]) -> None:
 
 def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stage, ...]:
     root = options.root
+    process, train, export = process_data_command(), train_command(options.train_iterations), export_command()
 
     def process_data() -> None:
         check_frames_match_colmap(root)
         run_command(process, cwd=root)
 
-    process, train, export = process_data_command(), train_command(options.train_iterations), export_command()
     return (
         Stage(
             "extract_frames",
