@@ -13,6 +13,8 @@ import contextlib
 import functools
 import io
 import re
+import sys
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +75,7 @@ def load_splatfacto(config_path: Path | str, device: torch.device | str | None =
     check_splatfacto_config(config_path)
     target = torch.device(device) if device is not None else default_device()
 
-    from nerfstudio.utils.eval_utils import eval_setup
+    eval_setup = import_eval_setup()
 
     def relocate(cfg: Any) -> Any:
         # An absolute relative_model_dir wins over output_dir/experiment/method/timestamp.
@@ -102,6 +104,39 @@ def load_splatfacto(config_path: Path | str, device: torch.device | str | None =
     except Exception as exc:
         raise PreviewInputError(f"cannot load checkpoint {checkpoint}: {first_line(exc)}") from exc
     return extract(pipeline, checkpoint, step, target)
+
+
+class _SplatfactoMethods(dict):
+    """Stands in for nerfstudio's method registry while ``eval_utils`` is first imported.
+
+    ``eval_setup`` only reads ``all_methods[method_name].pipeline.datamanager._target`` from it,
+    which for every splatfacto variant is the full-image datamanager. The real registry builds the
+    configs of every method nerfstudio knows, scans all installed packages for plugins and builds a
+    CLI type over them: seconds of start-up that a preview (of a config already checked to be
+    splatfacto) does not need.
+    """
+
+    def __missing__(self, method_name: str) -> Any:
+        from types import SimpleNamespace
+
+        from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
+
+        return SimpleNamespace(pipeline=SimpleNamespace(datamanager=FullImageDatamanagerConfig()))
+
+
+def import_eval_setup() -> Any:
+    """nerfstudio's ``eval_setup``, imported without building the registry of every method."""
+    registry = "nerfstudio.configs.method_configs"
+    if "nerfstudio.utils.eval_utils" not in sys.modules and registry not in sys.modules:
+        sys.modules[registry] = types.ModuleType(registry)
+        sys.modules[registry].all_methods = _SplatfactoMethods()
+        try:
+            import nerfstudio.utils.eval_utils  # noqa: F401  (binds the stand-in registry)
+        finally:
+            del sys.modules[registry]  # anyone importing it later gets the real one
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    return eval_setup
 
 
 def default_device() -> torch.device:
