@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +99,25 @@ def test_errors_are_one_line(job_root_copy, damage, message):
     with pytest.raises(PreviewInputError, match=message) as error:
         load_splatfacto(config, device="cpu")
     assert "\n" not in str(error.value)
+
+
+def test_fresh_process_loads_without_the_method_registry(synthetic_run, tmp_path):
+    """The lean import path: eval_setup works, the registry of all methods is never built, and a
+    later import of the registry still gets nerfstudio's real one."""
+    script = (
+        "import sys\n"
+        "from splat_render.model import load_splatfacto\n"
+        f"loaded = load_splatfacto({str(synthetic_run.config)!r}, device='cpu')\n"
+        "print(len(loaded.gaussians), 'nerfstudio.configs.method_configs' in sys.modules)\n"
+        "from nerfstudio.configs.method_configs import all_methods\n"
+        "print('nerfacto' in all_methods)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(len(synthetic_run.scene.gaussians)), "False", "True"]
