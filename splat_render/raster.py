@@ -27,6 +27,9 @@ FAR_PLANE = 1e10
 BYTES_PER_CAMERA_GAUSSIAN = 96
 BYTES_PER_CAMERA_PIXEL = 64
 MAX_BATCH = 32
+# Frames are produced faster than x264 encodes them even a few cameras at a time, so larger batches
+# buy nothing; this keeps the renderer's memory beside the model small.
+RENDER_MEMORY_BUDGET = 3 * 2**30
 
 
 @dataclass(frozen=True)
@@ -106,14 +109,14 @@ def _render_gsplat(gaussians, viewmats, Ks, width, height, rasterize_mode):
 
 
 def initial_batch_size(gaussians: Gaussians, width: int, height: int, requested: int | None) -> int:
-    """Cameras per call: as asked, else what fits in half the free GPU memory (1 on the CPU)."""
+    """Cameras per call: as asked, else what fits the memory budget (and half the free GPU memory)."""
     if requested is not None:
         return max(1, requested)
     if gaussians.device.type != "cuda":
         return 1
     free, _ = torch.cuda.mem_get_info(gaussians.device)
     per_camera = BYTES_PER_CAMERA_GAUSSIAN * len(gaussians) + BYTES_PER_CAMERA_PIXEL * width * height
-    return int(np.clip((free // 2) // per_camera, 1, MAX_BATCH))
+    return int(np.clip(min(free // 2, RENDER_MEMORY_BUDGET) // per_camera, 1, MAX_BATCH))
 
 
 def render_frames(
