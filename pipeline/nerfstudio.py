@@ -32,6 +32,9 @@ def process_data_command() -> list[str]:
     ]  # fmt: skip
 
 
+STEPS_PER_LOG = 500  # one stats line per 500 iterations, appended (not a redrawn table) for log files
+
+
 def train_command(max_iterations: int | None) -> list[str]:
     """The splatfacto training run; ``max_iterations`` shortens it (tests, demos), None keeps 30 000."""
     budget = ["--max-num-iterations", str(max_iterations)] if max_iterations is not None else []
@@ -45,6 +48,8 @@ def train_command(max_iterations: int | None) -> list[str]:
         "--vis", "viewer",
         "--viewer.websocket-host", "127.0.0.1",
         "--viewer.quit-on-train-completion", "True",
+        "--logging.steps-per-log", str(STEPS_PER_LOG),
+        "--logging.local-writer.max-log-size", "0",
         *budget,
         "nerfstudio-data",
         "--center-method", "none",
