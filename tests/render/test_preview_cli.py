@@ -98,6 +98,8 @@ def transparent_ply(path):
     [
         ("missing_config", "config not found"),
         ("corrupt_checkpoint", "cannot load checkpoint"),
+        ("no_checkpoint", "no checkpoint"),
+        ("not_splatfacto", "only splatfacto"),
         ("garbage_ply", "cannot read PLY"),
         ("transparent_ply", "no usable gaussians"),
         ("missing_output_folder", "output folder does not exist"),
@@ -119,6 +121,15 @@ def test_errors_are_one_line_exit_2_and_leave_nothing(job_root_copy, tmp_path, c
         source = ["--config", str(tmp_path / "nope.yml")]
     elif case == "corrupt_checkpoint":
         next((config.parent / "nerfstudio_models").iterdir()).write_bytes(b"garbage")
+    elif case == "no_checkpoint":
+        for checkpoint in (config.parent / "nerfstudio_models").iterdir():
+            checkpoint.unlink()
+    elif case == "not_splatfacto":
+        config.write_text(
+            config.read_text()
+            .replace("method_name: splatfacto", "method_name: nerfacto")
+            .replace("splatfacto.SplatfactoModelConfig", "nerfacto.NerfactoModelConfig")
+        )
     elif case == "garbage_ply":
         (tmp_path / "bad.ply").write_bytes(b"ply\nformat nonsense\n")
         source = ["--ply", str(tmp_path / "bad.ply")]
