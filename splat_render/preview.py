@@ -80,7 +80,8 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
     if config is not None:
         from splat_render.model import load_splatfacto
 
-        loaded = load_splatfacto(config, device)
+        # With --ply the checkpoint supplies only settings and cameras: keep its copy off the GPU.
+        loaded = load_splatfacto(config, device if ply is None else torch.device("cpu"))
         gaussians = loaded.gaussians
         settings = RenderSettings(loaded.background, loaded.rasterize_mode)
         cameras = loaded.camera_c2w.cpu().numpy().astype(np.float64)
