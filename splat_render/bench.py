@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from splat_render.preview import resolve_device
+    from splat_render.raster import resolve_device
 
     device = resolve_device(args.device)
     resolutions = [r.strip() for r in args.resolutions.split(",") if r.strip()]

@@ -116,7 +116,8 @@ def run_preview(args: argparse.Namespace) -> int:
 
     from splat_render.encode import EncoderSpec
     from splat_render.orbit import OrbitSpec
-    from splat_render.preview import PreviewSpec, render_preview, resolve_device
+    from splat_render.preview import PreviewSpec, render_preview
+    from splat_render.raster import resolve_device
 
     console = Console(stderr=True)
     device = resolve_device(args.device)

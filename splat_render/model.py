@@ -24,6 +24,7 @@ import torch
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
+from splat_render.raster import resolve_device
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")
 
@@ -73,7 +74,7 @@ def load_splatfacto(config_path: Path | str, device: torch.device | str | None =
         raise PreviewInputError(f"config not found: {config_path}")
     checkpoint = find_checkpoint(config_path)
     check_splatfacto_config(config_path)
-    target = torch.device(device) if device is not None else default_device()
+    target = resolve_device(device)
 
     eval_setup = import_eval_setup()
 
@@ -137,10 +138,6 @@ def import_eval_setup() -> Any:
     from nerfstudio.utils.eval_utils import eval_setup
 
     return eval_setup
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def check_splatfacto_config(config_path: Path) -> None:

@@ -21,12 +21,11 @@ from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, frame_scene
 from splat_render.gaussians import Gaussians
+from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, OrbitSpec, orbit_path, write_camera_path
-from splat_render.raster import RenderSettings, render_frames
+from splat_render.raster import RenderSettings, render_frames, resolve_device
 from splat_render.yuv import rgb_to_yuv420
 
-# Splatfacto's default eval background, used when a bare PLY is rendered without its config.
-DEFAULT_BACKGROUND = (0.1490, 0.1647, 0.2157)
 QUEUE_DEPTH = 3  # finished batches waiting for the encoder
 
 
@@ -62,15 +61,6 @@ class PreviewReport:
     stage_seconds: dict[str, float]
 
 
-def resolve_device(requested: str | None) -> torch.device:
-    if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PreviewInputError("--device cuda was asked for, but no CUDA device is available")
-    return device
-
-
 def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> Scene:
     """Gaussians from the checkpoint, or from an exported PLY; settings and cameras from the config."""
     if config is None and ply is None:
@@ -86,7 +76,8 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
         settings = RenderSettings(loaded.background, loaded.rasterize_mode)
         cameras = loaded.camera_c2w.cpu().numpy().astype(np.float64)
     else:
-        settings, cameras = RenderSettings(torch.tensor(DEFAULT_BACKGROUND, device=device)), None
+        # A bare PLY gets splatfacto's default eval background.
+        settings, cameras = RenderSettings(torch.tensor(BACKGROUNDS["random"], device=device)), None
     if ply is not None:
         from splat_render.ply import read_gaussians
 

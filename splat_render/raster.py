@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
 
 NEAR_PLANE = 0.01
@@ -38,6 +39,16 @@ class RenderSettings:
 
     background: torch.Tensor
     rasterize_mode: str = "classic"
+
+
+def resolve_device(requested: str | torch.device | None) -> torch.device:
+    """The device to render on: CUDA when available for None/"auto", else what was asked for."""
+    if requested is None or requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PreviewInputError(f"--device {requested} was asked for, but no CUDA device is available")
+    return device
 
 
 def viewmats_from_c2w(c2w: torch.Tensor) -> torch.Tensor:
