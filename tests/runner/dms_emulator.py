@@ -61,7 +61,9 @@ class Recorded:
 
 @dataclass
 class Fault:
-    """Answer matching requests with status (after delay seconds), times times (None: always)."""
+    """Answer matching requests with status (after delay seconds), times times (None: always).
+
+    A request matches on method and path, and also on a query key and on bytes in its body when given."""
 
     method: str
     path: str  # regular expression, full match against the path
@@ -69,6 +71,7 @@ class Fault:
     delay: float = 0.0
     times: int | None = None
     query_has: str | None = None
+    body_has: bytes | None = None
 
 
 @dataclass
@@ -290,6 +293,7 @@ class Emulator:
                     fault.method == record.method
                     and re.fullmatch(fault.path, record.path)
                     and (fault.query_has is None or fault.query_has in record.query)
+                    and (fault.body_has is None or fault.body_has in record.body)
                     and (fault.times is None or fault.times > 0)
                 ):
                     if fault.times is not None:
