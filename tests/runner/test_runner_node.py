@@ -10,20 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 from dms_emulator import CAPABILITY, DOMAIN_ID, Emulator, Fault
-from node_harness import FAKE_RUN, NODE_ADDRESS, SUFFIX, running_node, seed_scan, sha256
-
-DATA_PATH = rf"/domain/api/v1/domains/{DOMAIN_ID}/data"
-
-
-def splat_report(emu: Emulator, name: str = f"refined_splat{SUFFIX}") -> dict:
-    item = emu.item_named(name)
-    assert item is not None, f"no {name} uploaded"
-    return json.loads(item.content.rstrip(b" "))
-
-
-def run_one_task(emu: Emulator, config, task_id: str, timeout: float = 20.0) -> None:
-    with running_node(config):
-        emu.wait_for(lambda: emu.is_settled(task_id), timeout, what=f"task {task_id} to settle")
+from node_harness import (
+    DATA_PATH,
+    FAKE_RUN,
+    NODE_ADDRESS,
+    SUFFIX,
+    run_one_task,
+    running_node,
+    seed_scan,
+    sha256,
+    splat_report,
+)
 
 
 def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
