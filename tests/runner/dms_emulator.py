@@ -467,6 +467,8 @@ class Emulator:
             ids = r.query["ids"][0].split(",")
             if len(ids) > 100:
                 return 400, {"error": "at most 100 ids"}
+            if not all(_is_uuid(i) for i in ids):
+                return 400, {"error": "ids must be UUIDs"}
             return 200, {"data": [i.meta() for i in items if i.id in ids]}
         name, data_type = r.query.get("name", [None])[0], r.query.get("data_type", [None])[0]
         # a loose match, as servers may do: the client must filter for exact names itself
@@ -558,6 +560,15 @@ class Emulator:
                 return 200, item.meta()
             return 200, self.items[self.add_item(init["name"], init["data_type"], content)].meta()
         return 405, {"error": "method not allowed"}
+
+
+def _is_uuid(text: str) -> bool:
+    """Item ids are UUIDs (the domain server stores them as such), so any other id is a bad request."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _no_route(r: Recorded) -> tuple[int, Any]:
