@@ -34,8 +34,8 @@ import torch
 from splat_render.cli import parse_resolution
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.errors import PreviewInputError
-from splat_render.orbit import OrbitSpec, write_camera_path
-from splat_render.preview import PreviewSpec, load_scene, plan_path, render_preview, to_host
+from splat_render.orbit import CameraPath, PathSpec, write_camera_path
+from splat_render.preview import PreviewSpec, load_scene, path_cameras, plan_preview, render_preview, to_host
 from splat_render.raster import render_frames
 from splat_render.yuv import rgb_to_yuv420
 
@@ -147,9 +147,14 @@ def bench_scenes(args: argparse.Namespace, work: Path):
         yield name, config
 
 
+def bench_path(scene, spec: PathSpec, device: torch.device) -> CameraPath:
+    """The preview's orbit (analysis included), drawn in full and without cuts, as ns-render draws it."""
+    return replace(plan_preview(scene, PreviewSpec(path=spec, device=str(device))).path, cuts=None)
+
+
 def bench_one(name, config, width, height, resolution, frames, device, work) -> RunResult:
     """Stage by stage, then the real overlapped pipeline, all in this (warm) process."""
-    orbit = OrbitSpec(frames=frames, width=width, height=height)
+    orbit = PathSpec(kind="orbit", frames=frames, width=width, height=height)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     stages: dict[str, float] = {}
 
@@ -157,10 +162,10 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
     scene = load_scene(config, None, device)
     stages["checkpoint_load"] = time.perf_counter() - t
     t = time.perf_counter()
-    _, path = plan_path(scene, orbit)
-    stages["camera_path"] = time.perf_counter() - t
-    c2w = torch.as_tensor(path.c2w, dtype=torch.float32, device=device)
-    K = torch.as_tensor(path.intrinsics(), dtype=torch.float32, device=device)
+    path = bench_path(scene, orbit, device)
+    sync()
+    stages["analysis_and_camera_path"] = time.perf_counter() - t
+    cameras = path_cameras(path, device)
 
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -168,7 +173,7 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
         model_bytes = torch.cuda.memory_allocated(device)
     sync()
     t = time.perf_counter()
-    for batch in render_frames(scene.gaussians, c2w, K, width, height, scene.settings):
+    for batch in render_frames(scene.gaussians, cameras, scene.settings):
         del batch
     sync()
     stages["rasterize"] = time.perf_counter() - t
@@ -177,7 +182,7 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
         peak = (torch.cuda.max_memory_allocated(device) - model_bytes) / 2**30
 
     yuv_batches = []
-    for batch in render_frames(scene.gaussians, c2w, K, width, height, scene.settings):
+    for batch in render_frames(scene.gaussians, cameras, scene.settings):
         yuv_batches.append(rgb_to_yuv420(batch))
     sync()
     # The pipeline's own transfer: reused pinned buffers (allocated before timing, as the pipeline
@@ -201,7 +206,7 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
     del host
 
     out = work / f"ours-{name}-{resolution}-{frames}.mp4"
-    spec = PreviewSpec(orbit=orbit, device=str(device))
+    spec = PreviewSpec(path=orbit, device=str(device))
     t = time.perf_counter()
     report = render_preview(config, out, spec)
     stages["pipelined_total"] = time.perf_counter() - t
@@ -259,9 +264,8 @@ IMPORTS_OF_A_PREVIEW = (
 
 def measure_baseline(result: RunResult, config, width, height, frames, device, work) -> None:
     """ns-render camera-path → PNG frames → libx264 via PyAV, with our camera path; PSNR vs ours."""
-    orbit = OrbitSpec(frames=frames, width=width, height=height)
     scene = load_scene(config, None, device)
-    _, path = plan_path(scene, orbit)
+    path = bench_path(scene, PathSpec(kind="orbit", frames=frames, width=width, height=height), device)
     camera_json = work / f"camera-path-{result.scene}-{width}x{height}-{frames}.json"
     write_camera_path(path, camera_json)
     # No dots in the name: ns-render writes images into output_path's parent / its stem.
@@ -354,9 +358,7 @@ def psnr_against_pngs(scene, path, pngs: list[Path], device) -> float:
 
     picks = np.linspace(0, len(pngs) - 1, PSNR_FRAMES).round().astype(int)
     sub = replace(path, c2w=path.c2w[picks])
-    c2w = torch.as_tensor(sub.c2w, dtype=torch.float32, device=device)
-    K = torch.as_tensor(sub.intrinsics(), dtype=torch.float32, device=device)
-    ours = torch.cat(list(render_frames(scene.gaussians, c2w, K, path.width, path.height, scene.settings)))
+    ours = torch.cat(list(render_frames(scene.gaussians, path_cameras(sub, device), scene.settings)))
     ours = (ours.cpu().numpy() * 255).round()
     theirs = np.stack([np.asarray(Image.open(pngs[i]).convert("RGB"), dtype=np.float64) for i in picks])
     mse = float(np.mean((ours - theirs) ** 2))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from splat_render.errors import PreviewInputError
+from splat_render.orbit import PATH_KINDS
 
 RESOLUTIONS = {
     "180p": (320, 180),
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="splat-render", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    preview = commands.add_parser("preview", help="render the orbit preview MP4 of a trained splat")
+    preview = commands.add_parser("preview", help="render the preview MP4 (and stills) of a trained splat")
     preview.add_argument("--config", type=Path, help="splatfacto config.yml (checkpoint beside it)")
     preview.add_argument("--ply", type=Path, help="render this exported splat.ply instead of the checkpoint")
     preview.add_argument("--output", "-o", type=Path, required=True, help="MP4 to write")
@@ -53,9 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--frames", type=int, default=150, help="frames in the video, 90..300 (default 150)")
     preview.add_argument("--fps", type=int, default=30)
     preview.add_argument(
-        "--elevation", type=float, default=35.0, help="degrees above the horizon, 15..60 (default 35)"
+        "--path",
+        choices=PATH_KINDS,
+        default="auto",
+        help="camera path: orbit around an object, dollhouse of a room, capture (the training walk); "
+        "auto picks orbit or dollhouse from the capture (default auto)",
     )
-    preview.add_argument("--arc", type=float, default=360.0, help="degrees of orbit (default a full loop)")
+    preview.add_argument(
+        "--elevation",
+        type=float,
+        help="degrees above the horizon, 15..60 (default 35 for orbit, 45 for dollhouse)",
+    )
+    preview.add_argument(
+        "--arc",
+        type=float,
+        help="degrees of orbit, 30..360 (default: a loop when the cameras surrounded the content, "
+        "else their sweep, there and back)",
+    )
+    preview.add_argument(
+        "--up", help="the world's up axis: +x, -x, +y, -y, +z or -z (default: header, cameras or geometry)"
+    )
+    preview.add_argument(
+        "--keep-unobserved", action="store_true", help="also draw gaussians no training view saw"
+    )
+    preview.add_argument("--poster", type=Path, help="also write a JPEG of the frame showing most content")
+    preview.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of evenly spaced frames")
     preview.add_argument("--fov", type=float, default=50.0, help="vertical field of view, degrees")
     preview.add_argument("--crf", type=int, default=23, help="x264 constant rate factor (default 23)")
     preview.add_argument("--preset", default="medium", help="x264 preset (default medium)")
@@ -115,7 +138,8 @@ def run_preview(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from splat_render.encode import EncoderSpec
-    from splat_render.orbit import OrbitSpec
+    from splat_render.orbit import PathSpec
+    from splat_render.ply import parse_axis
     from splat_render.preview import PreviewSpec, render_preview
     from splat_render.raster import resolve_device
 
@@ -124,7 +148,8 @@ def run_preview(args: argparse.Namespace) -> int:
     default = GPU_DEFAULT_RESOLUTION if device.type == "cuda" else CPU_DEFAULT_RESOLUTION
     width, height = parse_resolution(args.resolution or default)
     spec = PreviewSpec(
-        orbit=OrbitSpec(
+        path=PathSpec(
+            kind=args.path,
             frames=args.frames,
             fps=args.fps,
             arc_deg=args.arc,
@@ -137,14 +162,22 @@ def run_preview(args: argparse.Namespace) -> int:
         device=str(device),
         batch_size=args.batch_size,
         camera_path_out=args.camera_path_out,
+        poster=args.poster,
+        contact_sheet=args.contact_sheet,
+        keep_unobserved=args.keep_unobserved,
+        up=None if args.up is None else tuple(parse_axis(args.up)),
     )
     with frame_progress(console, args.frames, args.quiet) as advance:
         report = render_preview(args.config, args.output, spec, ply=args.ply, on_frames=advance)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
+    analysis = report.analysis
+    stills = "".join(f"\n[bold green]wrote[/] {still}" for still in report.stills)
     console.print(
+        f"path: {report.path_kind} ({report.path_reason}); up from {analysis.frame.up_source}\n"
+        f"drew {report.drawn:,} of {report.gaussians:,} gaussians"
+        f"{'' if report.drawn == report.gaussians else ' (the rest no training view saw)'}\n"
         f"[bold green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height} "
-        f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, "
-        f"{report.gaussians:,} gaussians on {report.device}\n"
+        f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, on {report.device}{stills}\n"
         f"stages: {stages}",
         highlight=False,
     )

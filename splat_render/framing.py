@@ -17,7 +17,7 @@ import numpy as np
 
 from splat_render.errors import PreviewInputError
 
-UpSource = Literal["cameras", "geometry", "default"]
+UpSource = Literal["given", "cameras", "geometry", "default"]
 
 MIN_OPACITY = 0.05
 """Gaussians fainter than this are ignored. Splatfacto culls below 0.1 while it refines, so what is
@@ -59,6 +59,11 @@ MIN_RELATIVE_EXTENT = 0.01
 """A flat scene still gets a box this thick, relative to its largest half extent."""
 
 WORLD_UP = np.array([0.0, 0.0, 1.0])  # ns-process-data's training frame is z-up for COLMAP's y-down
+COLMAP_UP = np.array([0.0, -1.0, 0.0])  # 3DGS PLYs of COLMAP-based trainers keep COLMAP's y-down world
+
+TWO_SIDED_SUPPORT = 0.5
+"""A plane with another holding at least half as many points at the cloud's far side (floor and
+ceiling) cannot tell up from down by where the content stands; the convention decides then."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,16 @@ def frame_scene(
     means: np.ndarray,  # [N,3]
     opacities: np.ndarray,  # [N] in [0,1]
     camera_c2w: np.ndarray | None = None,  # [M,3,4] OpenGL camera-to-world of the training cameras
+    up: np.ndarray | None = None,  # a known up direction; None: estimate it
 ) -> SceneFrame:
-    """Frame the scene from its gaussians, using the training cameras for up when they agree."""
+    """Frame the scene from its gaussians; up as given, else from the training cameras when they agree."""
     points = _usable_points(np.asarray(means), np.asarray(opacities))
     sample = points[:: math.ceil(len(points) / SAMPLE_POINTS)]
     cameras = _finite_cameras(camera_c2w)
-    up, up_source = _estimate_up(sample, cameras)
+    if up is not None:
+        up, up_source = normalized(np.asarray(up, dtype=np.float64)), "given"
+    else:
+        up, up_source = _estimate_up(sample, cameras)
     axes = _box_axes(sample, up)
     low, high = np.percentile(axes @ points.T, BOX_PERCENTILES, axis=1)  # [3,N] rows: fast percentiles
     half_extent = (high - low) / 2
@@ -97,6 +106,12 @@ def frame_scene(
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
     corners = center + (signs * half_extent) @ axes
     return SceneFrame(center, axes[2], corners, axes, half_extent, up_source)
+
+
+def inside_box(frame: SceneFrame, points: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Boolean [N]: the points inside the frame's box grown by ``margin`` of each half extent."""
+    local = np.abs((points - frame.center) @ frame.axes.T)
+    return np.all(local <= frame.half_extent * (1 + margin), axis=1)
 
 
 def _usable_points(means: np.ndarray, opacities: np.ndarray) -> np.ndarray:
@@ -123,32 +138,44 @@ def _finite_cameras(camera_c2w: np.ndarray | None) -> np.ndarray | None:
 
 
 def _estimate_up(sample: np.ndarray, cameras: np.ndarray | None) -> tuple[np.ndarray, UpSource]:
-    """Up from the cameras' +y columns when they agree, else the dominant plane's normal, else +z."""
+    """Up from the cameras' +y columns when they agree, else the floor's normal, else the convention.
+
+    The floor is signed towards the cameras (they look at the scene from above it); without cameras,
+    towards the side the content stands on. The convention is the training frame's +z with cameras
+    (a nerfstudio checkpoint) and COLMAP's −y without (a 3DGS PLY from another tool).
+    """
+    convention = WORLD_UP if cameras is not None else COLMAP_UP
     if cameras is not None:
         camera_ups = normalized(cameras[:, :, 1])
         mean_up = camera_ups.mean(axis=0)
         if np.linalg.norm(mean_up) >= CAMERA_AGREEMENT:
             return normalized(mean_up), "cameras"
-    normal = _plane_normal(sample)
-    if normal is None:
-        return WORLD_UP.copy(), "default"
-    # The cameras look at the scene from above its dominant plane; without them trust +z's side.
-    towards = WORLD_UP if cameras is None else np.median(cameras[:, :, 3], axis=0) - np.median(sample, axis=0)
-    side = np.dot(normal, towards)
+    floor = _plane_normal(sample)
+    if floor is None:
+        return convention.copy(), "default"
+    normal, height, two_sided = floor
+    if cameras is not None:
+        side = np.dot(normal, np.median(cameras[:, :, 3], axis=0) - np.median(sample, axis=0))
+    elif two_sided:
+        side = np.dot(normal, convention)
+    else:
+        side = np.median(sample @ normal) - height
     if side == 0:
-        side = np.dot(normal, WORLD_UP)
-    return normal if side >= 0 else -normal, "geometry"
+        side = np.dot(normal, convention)
+    return (normal if side >= 0 else -normal), "geometry"
 
 
-def _plane_normal(sample: np.ndarray) -> np.ndarray | None:
-    """Normal of the dominant plane (the floor of a scan), or None when the cloud has no flat side.
+def _plane_normal(sample: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
+    """Normal and height of the dominant plane (the floor of a scan), and whether a parallel plane of
+    similar support bounds the cloud's other side (a ceiling); None when the cloud has no flat side.
 
     The smallest-variance principal axis says roughly where the plane faces, but objects standing
     on one side of the floor tilt it; the plane itself is then found by RANSAC among the planes
     facing that way, and refined by a principal-axis fit of its inliers.  A cloud whose best plane
     holds few points has no floor: the principal axis stands.
     """
-    offsets = sample - np.median(sample, axis=0)
+    origin = np.median(sample, axis=0)
+    offsets = sample - origin
     distances = np.linalg.norm(offsets, axis=1)
     inliers = offsets[distances <= np.percentile(distances, BOX_PERCENTILES[1])]  # without the floaters
     if len(inliers) < 3:
@@ -164,16 +191,21 @@ def _plane_normal(sample: np.ndarray) -> np.ndarray | None:
     normals = normals / lengths[lengths > 0, None]
     facing = np.abs(normals @ thinnest) >= math.cos(math.radians(PLANE_MAX_TURN_DEG))
     if not facing.any():
-        return thinnest
+        return thinnest, float(np.median(sample @ thinnest)), False
     normals, anchors = normals[facing], triples[facing, 0]
     tolerance = PLANE_TOLERANCE * math.sqrt(variances[2])
     heights = normals @ inliers.T - np.sum(normals * anchors, axis=1, keepdims=True)  # [K,S]
     support = np.abs(heights) <= tolerance
     plane_points = inliers[support[np.argmax(support.sum(axis=1))]]
     if len(plane_points) < PLANE_MIN_SUPPORT * len(inliers):
-        return thinnest
+        return thinnest, float(np.median(sample @ thinnest)), False
     normal = np.linalg.eigh(np.cov(plane_points.T))[1][:, 0]
-    return normal if np.dot(normal, thinnest) >= 0 else -normal
+    normal = normal if np.dot(normal, thinnest) >= 0 else -normal
+    heights = inliers @ normal
+    plane_height = np.median(plane_points @ normal)
+    far_side = heights.max() if plane_height - heights.min() < heights.max() - plane_height else heights.min()
+    two_sided = np.sum(np.abs(heights - far_side) <= 2 * tolerance) >= TWO_SIDED_SUPPORT * len(plane_points)
+    return normal, float(plane_height + origin @ normal), bool(two_sided)
 
 
 def _box_axes(sample: np.ndarray, up: np.ndarray) -> np.ndarray:

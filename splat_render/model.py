@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
@@ -43,7 +44,7 @@ class LoadedSplat:
     gaussians: Gaussians
     background: torch.Tensor  # [3] in [0,1]
     rasterize_mode: str  # "classic" or "antialiased"
-    camera_c2w: torch.Tensor  # [M,3,4] training cameras, OpenGL, training frame
+    cameras: Cameras  # training cameras on the CPU: OpenGL poses (training frame), intrinsics, sizes
     checkpoint: Path
     step: int
 
@@ -235,7 +236,7 @@ def extract(pipeline: Any, checkpoint: Path, step: int, device: torch.device) ->
         gaussians=gaussians,
         background=torch.tensor(BACKGROUNDS[model.config.background_color], device=device),
         rasterize_mode=model.config.rasterize_mode,
-        camera_c2w=cameras.camera_to_worlds.detach().to(device),
+        cameras=cameras.to("cpu"),
         checkpoint=checkpoint,
         step=int(step),
     )

@@ -1,9 +1,13 @@
-"""The orbit camera path: a ring of look-at cameras around the scene's robust box.
+"""Camera paths that circle the content: the orbit, and the dollhouse (an orbit with a cutaway).
 
-The radius is solved, not guessed: for each camera direction the box corners are projected with
-the camera's own intrinsics, and the smallest radius that keeps every corner inside the image (less
-the margin) in every frame is found in closed form. Cameras are OpenGL camera-to-world in the
-training frame (x right, y up, z backward), which is also what nerfstudio's camera-path JSON holds.
+The distance is solved, not guessed: in each frame, the content's points are projected with the
+camera's own intrinsics and the distance is found at which their robust extent spans ``fill`` of
+the frame's limiting dimension; the distances are then smoothed along the path (an ellipse for a long
+room), and pushed out wherever a frame would cut the content. Each frame also carries cut planes:
+whatever lies between the camera and the content is not drawn (a wall behind which an object was
+captured, a lamp post in front of a statue), and a dollhouse drops the ceiling and the near walls so
+that the interior shows. Cameras are OpenGL camera-to-world in the training frame (x right, y up,
+z backward), which is also what nerfstudio's camera-path JSON holds.
 """
 
 from __future__ import annotations
@@ -14,39 +18,87 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, normalized
 
+PathKind = Literal["auto", "orbit", "dollhouse", "capture"]
+PATH_KINDS: tuple[PathKind, ...] = ("auto", "orbit", "dollhouse", "capture")
+
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 7680
 VIEW_AGREEMENT = 0.5  # mean length of the training cameras' horizontal view directions that counts as one way
+DEFAULT_ELEVATION = {"orbit": 35.0, "dollhouse": 45.0}  # a dollhouse looks down into the room
+
+ROBUST_SHARE = 0.01
+"""Share of the content's points allowed outside the fitted extent on each side (stray residue)."""
+
+MAX_REACH = 0.94
+"""No robust content point lies further than this from the image centre, as a share of the half
+frame (the rest is room for the splats' own size): what is cut off is at most a sliver."""
+
+SMOOTHING = 0.08
+"""Width of the smoothing of distances along the path, as a share of the path."""
+
+LOOP_GAP_DEG = 100.0
+"""Cameras leaving a gap in azimuth wider than this around the content did not surround it: the
+orbit sweeps what they covered, there and back, instead of showing the unseen side."""
+
+SWEEP_MARGIN_DEG = 20.0  # beyond the outermost cameras on either side
+MIN_SWEEP_DEG = 60.0
+
+CUT_MARGIN = 0.05
+"""The occluder cut lies this share of the content's largest half extent beyond the content."""
+
+WALL_CUT = 0.85
+"""A dollhouse hides, per frame, what lies beyond this share of the room's half extent on the sides of
+the room that face the camera (the near walls)..."""
+
+FACING = math.cos(math.radians(70))
+"""A side of the room faces the camera when the camera's horizontal direction is within 70° of it;
+walls seen edge-on stay."""
+
+SKIRTING = 0.06
+"""...above this share of the room's height over its floor: the floor itself and a low edge of the near
+walls stay, so the room keeps its outline."""
+
+NO_PLANE = (0.0, 0.0, 0.0, -1.0)  # every point lies beyond it (0 > -1): pads a cut of fewer planes
+NOTHING = (0.0, 0.0, 0.0, 1.0)  # no point lies beyond it: a cut that hides nothing
+
+CEILING_ABOVE_CAMERAS = 0.15  # the ceiling cut: this share of the room height above the cameras' eyes...
+CEILING_BELOW_TOP = 0.08  # ...but at least this share of it below the top of the room
 
 
 @dataclass(frozen=True)
-class OrbitSpec:
-    """What the orbit video should look like; every field is checked on construction."""
+class PathSpec:
+    """What the preview video should look like; every field is checked on construction."""
 
+    kind: PathKind = "auto"
     frames: int = 150  # 5 s at 30 fps
     fps: int = 30
-    arc_deg: float = 360.0  # a closed loop; shorter arcs include both ends
-    elevation_deg: float = 35.0  # above the box's horizontal plane
+    arc_deg: float | None = None  # None: a loop if the cameras surround the content, else their sweep
+    elevation_deg: float | None = None  # None: 35° for the orbit, 45° for the dollhouse
     fov_y_deg: float = 50.0
     width: int = 1920
     height: int = 1080
-    margin: float = 0.05  # fraction of the half-image kept free around the box
+    fill: float = 0.8  # share of the frame's limiting dimension the content spans
     start_azimuth_deg: float | None = None  # None: look the way the training cameras looked, if known
 
     def __post_init__(self) -> None:
+        if self.kind not in PATH_KINDS:
+            raise PreviewInputError(f"path must be one of {', '.join(PATH_KINDS)}, got {self.kind!r}")
         _check_range("frames", self.frames, 90, 300)
         _check_range("fps", self.fps, 15, 60)
-        _check_range("arc_deg", self.arc_deg, 30.0, 360.0)
-        _check_range("elevation_deg", self.elevation_deg, 15.0, 60.0)
+        if self.arc_deg is not None:
+            _check_range("arc_deg", self.arc_deg, 30.0, 360.0)
+        if self.elevation_deg is not None:
+            _check_range("elevation_deg", self.elevation_deg, 15.0, 60.0)
         _check_range("fov_y_deg", self.fov_y_deg, 20.0, 90.0)
         _check_range("width", self.width, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
         _check_range("height", self.height, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
-        _check_range("margin", self.margin, 0.0, 0.4)
+        _check_range("fill", self.fill, 0.3, 0.95)
         if self.width % 2 or self.height % 2:
             raise PreviewInputError(
                 f"width and height must be even for H.264 yuv420p, got {self.width}x{self.height}"
@@ -64,13 +116,21 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 @dataclass(frozen=True)
 class CameraPath:
-    """Cameras of a video: one pinhole model (principal point at the centre) for all frames."""
+    """Cameras of a video: one pinhole model (principal point at the centre) for all frames.
+
+    ``cuts`` [N,K,P,4] holds, per frame, K cuts of P planes (unit normal, offset) each: a point p
+    beyond every plane of a cut (n·p > offset) is not drawn in that frame. ``kind`` and ``reason``
+    say which path this is and why.
+    """
 
     c2w: np.ndarray  # [N,3,4] float64, OpenGL camera-to-world, training frame
     fov_y_deg: float
     width: int
     height: int
     fps: int
+    kind: str = "orbit"
+    reason: str = ""
+    cuts: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
@@ -104,42 +164,188 @@ def look_at(
     return np.concatenate([np.stack([right, camera_up, backward], axis=-1), eyes[:, :, None]], axis=-1)
 
 
-def orbit_path(
+def ring_path(
     frame: SceneFrame,
-    spec: OrbitSpec,
-    camera_c2w: np.ndarray | None = None,  # [M,3,4] training cameras, for the starting azimuth
+    points: np.ndarray,  # [S,3] a sample of the content's points, what the frames must hold
+    spec: PathSpec,
+    kind: Literal["orbit", "dollhouse"],
+    camera_c2w: np.ndarray | None = None,  # [M,3,4] training cameras: the arc and the start
+    reason: str = "",
 ) -> CameraPath:
-    """Cameras circling the box centre at the spec's elevation, as close as the frustum allows."""
+    """An orbit (or dollhouse) around the content, fitted to its points, with per-frame cut planes."""
+    elevation = math.radians(spec.elevation_deg or DEFAULT_ELEVATION[kind])
+    ceiling = _ceiling_cut(frame, camera_c2w) if kind == "dollhouse" else None
+    if ceiling is not None:
+        points = points[~hidden_by_cuts(points, ceiling[None, None])[0]]
+    target = _robust_center(points, frame)
+    azimuths, arc_note = _azimuths(frame, target, spec, camera_c2w, loop_only=kind == "dollhouse")
+    horizontal = np.cos(azimuths)[:, None] * frame.axes[0] + np.sin(azimuths)[:, None] * frame.axes[1]
+    directions = math.cos(elevation) * horizontal + math.sin(elevation) * frame.up  # target → camera
+    rotations = look_at(directions, np.zeros(3), frame.up)[:, :, :3]  # the same at every distance
+    cuts = _occluder_cuts(frame, points, target, directions, horizontal, kind)
+    if ceiling is not None:
+        cuts = np.concatenate([cuts, np.broadcast_to(ceiling, (len(cuts), 1, *ceiling.shape))], axis=1)
+    visible = ~hidden_by_cuts(points, cuts)
+    distances = _fitted_distances(rotations, points - target, visible, spec, closed=arc_note == "loop")
+    positions = target + distances[:, None] * directions
+    c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
+    note = f"{reason}; {arc_note}" if reason else arc_note
+    return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps, kind, note, cuts)
+
+
+def _robust_center(points: np.ndarray, frame: SceneFrame) -> np.ndarray:
+    """The middle of the points' robust box along the frame's axes: what the camera looks at."""
+    low, high = np.percentile(points @ frame.axes.T, [100 * ROBUST_SHARE, 100 * (1 - ROBUST_SHARE)], axis=0)
+    return (low + high) / 2 @ frame.axes
+
+
+def _azimuths(
+    frame: SceneFrame,
+    target: np.ndarray,
+    spec: PathSpec,
+    camera_c2w: np.ndarray | None,
+    loop_only: bool,
+) -> tuple[np.ndarray, str]:
+    """Azimuths (radians) of the frames, and a note: a loop, a given arc, or the capture's sweep."""
+    steps = np.arange(spec.frames)
+    if spec.arc_deg is None and not loop_only and camera_c2w is not None:
+        sweep = _covered_arc(frame, target, camera_c2w)
+        if sweep is not None:
+            start, span = sweep
+            there_and_back = (1 - np.cos(2 * math.pi * steps / spec.frames)) / 2  # eases at both ends
+            return np.deg2rad(start + span * there_and_back), f"sweeps the {span:.0f}° the cameras covered"
     start = spec.start_azimuth_deg
     if start is None:
         start = _training_view_azimuth(frame, camera_c2w)
-    if spec.arc_deg == 360.0:
-        steps = np.arange(spec.frames) / spec.frames  # a loop: the frame after the last is the first
-    else:
-        steps = np.arange(spec.frames) / (spec.frames - 1)
-    azimuths = np.deg2rad(start + spec.arc_deg * steps)
-    elevation = math.radians(spec.elevation_deg)
-    horizontal = np.cos(azimuths)[:, None] * frame.axes[0] + np.sin(azimuths)[:, None] * frame.axes[1]
-    directions = math.cos(elevation) * horizontal + math.sin(elevation) * frame.up  # centre → camera
-    rotations = look_at(directions, np.zeros(3), frame.up)[:, :, :3]  # the same at every radius
-    radius = _fitting_radius(rotations, frame, spec)
-    positions = frame.center + radius * directions
-    c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
-    return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps)
+    arc = 360.0 if spec.arc_deg is None else spec.arc_deg
+    if arc == 360.0:
+        return np.deg2rad(
+            start + 360.0 * steps / spec.frames
+        ), "loop"  # the frame after the last is the first
+    return np.deg2rad(start + arc * steps / (spec.frames - 1)), f"{arc:.0f}° arc"
 
 
-def _fitting_radius(rotations: np.ndarray, frame: SceneFrame, spec: OrbitSpec) -> float:
-    """Smallest distance from the centre at which every corner fits every frame, within the margin.
+def _covered_arc(frame: SceneFrame, target: np.ndarray, camera_c2w: np.ndarray) -> tuple[float, float] | None:
+    """(start, span) in degrees of the azimuths the cameras covered, with margins; None if they surround."""
+    offsets = camera_c2w[:, :, 3] - target
+    angles = np.sort(np.degrees(np.arctan2(offsets @ frame.axes[1], offsets @ frame.axes[0])))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 360.0]))
+    widest = int(np.argmax(gaps))
+    if gaps[widest] <= LOOP_GAP_DEG:
+        return None
+    span = max(360.0 - gaps[widest] + 2 * SWEEP_MARGIN_DEG, MIN_SWEEP_DEG)
+    if span >= 360.0 - LOOP_GAP_DEG / 2:
+        return None
+    first = angles[(widest + 1) % len(angles)]  # the sweep starts after the gap and runs round to it
+    covered_middle = first + (360.0 - gaps[widest]) / 2
+    return covered_middle - span / 2, span
 
-    A camera at centre + r·z looking at the centre sees a corner at camera coordinates a − r·ẑ,
-    a = Rᵀ(corner − centre), so at depth r − a_z. The corner is inside the shrunken image when
-    |a_x| ≤ (r − a_z)·tan_x and |a_y| ≤ (r − a_z)·tan_y, which gives r directly.
+
+def hidden_by_cuts(points: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """[F,S]: which of the points [S,3] each frame's cuts [F,K,P,4] hide (beyond all planes of a cut)."""
+    beyond = np.einsum("sj,fkpj->fskp", points, cuts[..., :3]) > cuts[:, None, :, :, 3]
+    return beyond.all(axis=3).any(axis=2)
+
+
+def _ceiling_cut(frame: SceneFrame, camera_c2w: np.ndarray | None) -> np.ndarray:
+    """The dollhouse's ceiling cut [P,4]: a little above the cameras' eyes, below the top of the room."""
+    height = 2 * frame.half_extent[2]
+    top = frame.center @ frame.up + frame.half_extent[2]
+    cut = top - CEILING_BELOW_TOP * height
+    if camera_c2w is not None:
+        eyes = np.percentile(camera_c2w[:, :, 3] @ frame.up, 90)
+        cut = min(cut, eyes + CEILING_ABOVE_CAMERAS * height)
+    return np.array([[*frame.up, cut], NO_PLANE])
+
+
+def _occluder_cuts(
+    frame: SceneFrame,
+    points: np.ndarray,
+    target: np.ndarray,
+    directions: np.ndarray,  # [F,3] target → camera
+    horizontal: np.ndarray,  # [F,3] their horizontal part, unit
+    kind: str,
+) -> np.ndarray:
+    """Per frame the cuts [F,K,P,4] between camera and content: beyond them nothing is drawn.
+
+    The orbit's one plane faces the camera just outside the content, so only what stands between
+    camera and content goes. The dollhouse cuts each side of the room that faces the camera just
+    inside its wall, above a skirting: the near walls go, the floor and the far walls stay.
     """
-    tan_y = (1 - spec.margin) * math.tan(math.radians(spec.fov_y_deg) / 2)
+    frames = len(directions)
+    if kind == "orbit":
+        reach = ((points - target) @ directions.T).max(axis=0)  # all of the content stays
+        offsets = directions @ target + reach + CUT_MARGIN * frame.half_extent.max()
+        plane = np.concatenate([directions, offsets[:, None]], axis=1)
+        return np.stack([plane, np.broadcast_to(NO_PLANE, (frames, 4))], axis=1)[:, None]
+    skirting = frame.center @ frame.up - frame.half_extent[2] * (1 - 2 * SKIRTING)
+    above_skirting = np.broadcast_to([*frame.up, skirting], (frames, 4))
+    walls = []
+    for axis, half in zip(frame.axes[:2], frame.half_extent[:2], strict=True):
+        facing = horizontal @ axis  # [F]
+        normals = np.sign(facing)[:, None] * axis
+        offsets = normals @ frame.center + WALL_CUT * half
+        wall = np.concatenate([normals, offsets[:, None]], axis=1)
+        wall = np.where((np.abs(facing) >= FACING)[:, None], wall, NOTHING)
+        walls.append(np.stack([wall, above_skirting], axis=1))
+    return np.stack(walls, axis=1)
+
+
+def _fitted_distances(
+    rotations: np.ndarray,  # [F,3,3] camera axes (right, up, backward) as columns
+    local_points: np.ndarray,  # [S,3] content points relative to the target
+    visible: np.ndarray,  # [F,S] which points each frame draws
+    spec: PathSpec,
+    closed: bool,
+) -> np.ndarray:
+    """Per-frame distance from the target: the fill where it can be, smoothed, never cutting content."""
+    tan_y = math.tan(math.radians(spec.fov_y_deg) / 2)
     tan_x = tan_y * spec.width / spec.height
-    local = np.einsum("nji,kj->nki", rotations, frame.corners - frame.center)  # [N,8,3]
-    needed = local[..., 2] + np.maximum(np.abs(local[..., 0]) / tan_x, np.abs(local[..., 1]) / tan_y)
-    return float(needed.max())
+    local = np.einsum("fji,sj->fsi", rotations, local_points)  # [F,S,3] in camera axes at the target
+    # Hidden points are moved to the target itself: they sit mid-frame, inside every quantile.
+    local = np.where(visible[..., None], local, 0.0)
+    quantiles = [ROBUST_SHARE, 1 - ROBUST_SHARE]
+
+    def measure(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth = distance[:, None] - local[..., 2]
+        behind = np.mean(visible & (depth <= 0), axis=1) > ROBUST_SHARE  # content behind the camera
+        u = local[..., 0] / (np.maximum(depth, 1e-9) * tan_x)
+        v = local[..., 1] / (np.maximum(depth, 1e-9) * tan_y)
+        low, high = np.quantile(np.stack([u, v]), quantiles, axis=2)  # each [2,F]
+        span = ((high - low) / 2).max(axis=0)
+        reach = np.maximum(np.abs(low), np.abs(high)).max(axis=0)
+        return np.where(behind, np.inf, span), np.where(behind, np.inf, reach)
+
+    size = np.quantile(np.linalg.norm(local_points, axis=1), 1 - ROBUST_SHARE)
+    fitted = _solve(lambda d: measure(d)[0], spec.fill, size, len(rotations))
+    fitted = smooth_along(fitted, max(1.0, SMOOTHING * len(fitted)), closed)
+    uncut = _solve(lambda d: measure(d)[1], MAX_REACH, size, len(rotations))
+    return np.maximum(fitted, uncut)
+
+
+def _solve(measure, goal: float, size: float, frames: int, iterations: int = 14) -> np.ndarray:
+    """Per frame, the distance at which a measure that shrinks with distance meets ``goal``.
+
+    Bisection in log distance between 0.05 and 100 times the content's size: 14 halvings leave
+    0.05 % of error, far below a pixel.
+    """
+    low, high = np.full(frames, math.log(0.05 * size)), np.full(frames, math.log(100 * size))
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        too_big = measure(np.exp(middle)) > goal
+        low, high = np.where(too_big, middle, low), np.where(too_big, high, middle)
+    return np.exp(high)
+
+
+def smooth_along(values: np.ndarray, width: float, closed: bool) -> np.ndarray:
+    """Gaussian smoothing of [F] or [F,D] values along the path; a loop wraps, an open path holds its ends."""
+    radius = int(math.ceil(3 * width))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / width) ** 2)
+    kernel /= kernel.sum()
+    columns = values.reshape(len(values), -1)
+    padded = np.pad(columns, ((radius, radius), (0, 0)), mode="wrap" if closed else "edge")
+    smoothed = [np.convolve(padded[:, i], kernel, mode="valid") for i in range(columns.shape[1])]
+    return np.stack(smoothed, axis=1).reshape(values.shape)
 
 
 def _training_view_azimuth(frame: SceneFrame, camera_c2w: np.ndarray | None) -> float:
@@ -164,7 +370,7 @@ def _training_view_azimuth(frame: SceneFrame, camera_c2w: np.ndarray | None) -> 
 
 
 def camera_path_json(path: CameraPath) -> dict:
-    """The path as nerfstudio's camera-path JSON, which `ns-render camera-path` reads."""
+    """The path as nerfstudio's camera-path JSON, which `ns-render camera-path` reads (cuts aside)."""
     homogeneous = np.concatenate([path.c2w, np.tile([[[0.0, 0.0, 0.0, 1.0]]], (path.frames, 1, 1))], axis=1)
     aspect = path.width / path.height
     return {

@@ -32,6 +32,34 @@ def ply_property_names(num_rest: int) -> list[str]:
     ]
 
 
+AXES = {"x": 0, "y": 1, "z": 2}
+HEADER_LIMIT = 1 << 16  # a PLY header is text before the binary body; none of ours comes near this
+
+
+def parse_axis(text: str) -> np.ndarray:
+    """A signed world axis such as "z", "+y" or "-y" as a unit vector; PreviewInputError otherwise."""
+    sign, name = (-1.0, text[1:]) if text.startswith("-") else (1.0, text.lstrip("+"))
+    if name.lower() not in AXES:
+        raise PreviewInputError(f"up must be one of +x, -x, +y, -y, +z, -z, got {text!r}")
+    axis = np.zeros(3)
+    axis[AXES[name.lower()]] = sign
+    return axis
+
+
+def vertical_axis(path: Path | str) -> np.ndarray | None:
+    """The up axis a PLY's header declares (nerfstudio writes ``comment Vertical Axis: z``), else None."""
+    with open(path, "rb") as file:
+        header = file.read(HEADER_LIMIT).split(b"end_header", 1)[0].decode("ascii", "replace")
+    for line in header.splitlines():
+        words = line.split(None, 1)
+        if len(words) == 2 and words[0] == "comment" and words[1].lower().startswith("vertical axis:"):
+            try:
+                return parse_axis(words[1].split(":", 1)[1].strip())
+            except PreviewInputError:
+                return None  # an axis we cannot read is as good as none
+    return None
+
+
 def read_gaussians(path: Path | str) -> Gaussians:
     """Load a splat PLY as CPU float32 tensors; a one-line PreviewInputError on anything unusable."""
     path = Path(path)

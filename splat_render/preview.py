@@ -1,4 +1,4 @@
-"""Checkpoint (or PLY) → framing → orbit → batched rasterization → in-memory H.264, in one call.
+"""Checkpoint (or PLY) → analysis → camera path → batched rasterization → in-memory H.264, in one call.
 
 Rendering, colour conversion and the device→host copy run in a producer thread while the
 encoder consumes finished frames, so on a GPU the render hides behind x264. Only the MP4 (and,
@@ -16,26 +16,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from nerfstudio.cameras.cameras import Cameras
 
+from splat_render.analysis import SceneAnalysis, analyze_scene
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.errors import PreviewInputError
-from splat_render.framing import SceneFrame, frame_scene
 from splat_render.gaussians import Gaussians
 from splat_render.model import BACKGROUNDS
-from splat_render.orbit import CameraPath, OrbitSpec, orbit_path, write_camera_path
+from splat_render.orbit import CameraPath, PathSpec, write_camera_path
+from splat_render.paths import content_points, plan_path, poster_frame
 from splat_render.raster import RenderSettings, render_frames, resolve_device
+from splat_render.sheet import SHEET_WIDTH, contact_sheet, sheet_indices, write_image, yuv420_to_rgb
+from splat_render.views import pinhole_cameras
 from splat_render.yuv import rgb_to_yuv420
 
 QUEUE_DEPTH = 3  # finished batches waiting for the encoder
+SHEET_TILES = 12
 
 
 @dataclass(frozen=True)
 class PreviewSpec:
-    orbit: OrbitSpec = field(default_factory=OrbitSpec)
+    path: PathSpec = field(default_factory=PathSpec)
     encoder: EncoderSpec = field(default_factory=EncoderSpec)
     device: str | None = None  # None: CUDA when available
     batch_size: int | None = None  # None: sized from free GPU memory
     camera_path_out: Path | None = None
+    poster: Path | None = None  # JPEG of the frame that shows most of the content
+    contact_sheet: Path | None = None  # PNG grid of evenly spaced frames
+    keep_unobserved: bool = False  # draw the gaussians no training view saw
+    up: tuple[float, float, float] | None = None  # known up direction; None: the PLY's header, or estimated
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,18 @@ class Scene:
 
     gaussians: Gaussians
     settings: RenderSettings
-    camera_c2w: np.ndarray | None  # [M,3,4] training cameras, if known
+    cameras: Cameras | None  # the training cameras, if known
+    up: np.ndarray | None = None  # up as the input declares it (a PLY header), if it does
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the preview will show: the analysis, the path, the gaussians drawn, the poster frame."""
+
+    analysis: SceneAnalysis
+    path: CameraPath
+    drawn: Gaussians
+    poster_index: int
 
 
 @dataclass(frozen=True)
@@ -56,8 +76,12 @@ class PreviewReport:
     fps: int
     bytes: int
     device: str
-    gaussians: int
-    scene_frame: SceneFrame
+    gaussians: int  # in the model
+    drawn: int  # of them drawn in the preview
+    path_kind: str
+    path_reason: str
+    analysis: SceneAnalysis
+    stills: tuple[Path, ...]  # poster and contact sheet written beside the video
     stage_seconds: dict[str, float]
 
 
@@ -67,29 +91,37 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
         raise PreviewInputError(
             "give --config (a splatfacto config.yml) and/or --ply (an exported splat.ply)"
         )
+    up = None
     if config is not None:
         from splat_render.model import load_splatfacto
 
         # With --ply the checkpoint supplies only settings and cameras: keep its copy off the GPU.
         loaded = load_splatfacto(config, device if ply is None else torch.device("cpu"))
         gaussians = loaded.gaussians
-        settings = RenderSettings(loaded.background, loaded.rasterize_mode)
-        cameras = loaded.camera_c2w.cpu().numpy().astype(np.float64)
+        settings = RenderSettings(loaded.background.to(device), loaded.rasterize_mode)
+        cameras = loaded.cameras
     else:
         # A bare PLY gets splatfacto's default eval background.
         settings, cameras = RenderSettings(torch.tensor(BACKGROUNDS["random"], device=device)), None
     if ply is not None:
-        from splat_render.ply import read_gaussians
+        from splat_render.ply import read_gaussians, vertical_axis
 
         gaussians = read_gaussians(ply).to(device)
-    return Scene(gaussians, settings, cameras)
+        up = vertical_axis(ply)
+    return Scene(gaussians, settings, cameras, up)
 
 
-def plan_path(scene: Scene, orbit: OrbitSpec) -> tuple[SceneFrame, CameraPath]:
-    frame = frame_scene(
-        scene.gaussians.means.cpu().numpy(), scene.gaussians.opacities().cpu().numpy(), scene.camera_c2w
-    )
-    return frame, orbit_path(frame, orbit, scene.camera_c2w)
+def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
+    """Analyse what the capture saw, choose and fit the path, pick the poster frame."""
+    up = np.asarray(spec.up) if spec.up is not None else scene.up
+    analysis = analyze_scene(scene.gaussians, scene.cameras, up=up)
+    means = scene.gaussians.means.cpu().numpy()
+    points = content_points(analysis, means, scene.gaussians.opacities().cpu().numpy())
+    path = plan_path(analysis, points, spec.path)
+    drawn = scene.gaussians
+    if not spec.keep_unobserved and not analysis.shown.all():
+        drawn = scene.gaussians.select(torch.as_tensor(analysis.shown, device=scene.gaussians.device))
+    return Plan(analysis, path, drawn, poster_frame(path, points, analysis.camera_c2w))
 
 
 def render_preview(
@@ -99,7 +131,7 @@ def render_preview(
     ply: Path | None = None,
     on_frames: Callable[[int], None] | None = None,
 ) -> PreviewReport:
-    """Render the orbit preview of a trained splat into ``output`` (an MP4, written atomically)."""
+    """Render the preview of a trained splat into ``output`` (an MP4, written atomically), and its stills."""
     started = time.perf_counter()
     output = Path(output)
     if not output.parent.is_dir():
@@ -107,13 +139,20 @@ def render_preview(
     device = resolve_device(spec.device)
     scene = load_scene(config, ply, device)
     loaded = time.perf_counter()
-    frame, path = plan_path(scene, spec.orbit)
+    plan = plan_preview(scene, spec)
+    path = plan.path
     if spec.camera_path_out is not None:
         write_camera_path(path, spec.camera_path_out)
     planned = time.perf_counter()
 
-    batches = counted(stream_yuv_frames(scene, path, device, spec.batch_size), on_frames)
+    sheet = sheet_indices(path.frames, SHEET_TILES) if spec.contact_sheet else []
+    wanted = set(sheet) | ({plan.poster_index} if spec.poster else set())
+    kept: dict[int, np.ndarray] = {}
+    batches = counted(
+        stream_yuv_frames(plan.drawn, scene.settings, path, device, spec.batch_size), on_frames, wanted, kept
+    )
     result = encode_frames(batches, output, path.width, path.height, spec.encoder)
+    stills = write_stills(kept, plan.poster_index, sheet, spec)
     finished = time.perf_counter()
     return PreviewReport(
         output=result.path,
@@ -124,10 +163,14 @@ def render_preview(
         bytes=result.bytes,
         device=str(device),
         gaussians=len(scene.gaussians),
-        scene_frame=frame,
+        drawn=len(plan.drawn),
+        path_kind=path.kind,
+        path_reason=path.reason,
+        analysis=plan.analysis,
+        stills=stills,
         stage_seconds={
             "load": loaded - started,
-            "camera_path": planned - loaded,
+            "analysis_and_path": planned - loaded,
             "render_and_encode": finished - planned,
             "encode": result.encode_seconds,
             "total": finished - started,
@@ -135,13 +178,32 @@ def render_preview(
     )
 
 
+def write_stills(
+    kept: dict[int, np.ndarray], poster_index: int, sheet: list[int], spec: PreviewSpec
+) -> tuple[Path, ...]:
+    """The poster and the contact sheet, from the frames kept on their way to the encoder."""
+    written = []
+    if spec.poster is not None:
+        write_image(yuv420_to_rgb(kept[poster_index]), spec.poster)
+        written.append(spec.poster)
+    if spec.contact_sheet is not None:
+        frames = [yuv420_to_rgb(kept[i]) for i in sheet]
+        write_image(contact_sheet(np.stack(frames)), spec.contact_sheet, max_width=SHEET_WIDTH)
+        written.append(spec.contact_sheet)
+    return tuple(written)
+
+
 def stream_yuv_frames(
-    scene: Scene, path: CameraPath, device: torch.device, batch_size: int | None
+    gaussians: Gaussians,
+    settings: RenderSettings,
+    path: CameraPath,
+    device: torch.device,
+    batch_size: int | None,
 ) -> Iterator[np.ndarray]:
     """Yield [B, H*3/2, W] uint8 YUV 4:2:0 batches on the host, produced ahead in a thread."""
-    c2w = torch.as_tensor(path.c2w, dtype=torch.float32, device=device)
-    K = torch.as_tensor(path.intrinsics(), dtype=torch.float32, device=device)
-    batches = render_frames(scene.gaussians, c2w, K, path.width, path.height, scene.settings, batch_size)
+    cameras = path_cameras(path, device)
+    cuts = None if path.cuts is None else torch.as_tensor(path.cuts, dtype=torch.float32, device=device)
+    batches = render_frames(gaussians, cameras, settings, batch_size, cuts)
     handoff: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     stop = threading.Event()
     # A batch is reused only after QUEUE_DEPTH newer ones were queued and the encoder took the next.
@@ -189,11 +251,25 @@ def to_host(frames: torch.Tensor, pool: list[torch.Tensor | None], slot: int) ->
     return buffer.numpy()
 
 
-def counted(batches: Iterator[np.ndarray], on_frames: Callable[[int], None] | None) -> Iterator[np.ndarray]:
-    """Pass batches through, reporting how many frames the consumer has taken so far."""
+def counted(
+    batches: Iterator[np.ndarray],
+    on_frames: Callable[[int], None] | None,
+    wanted: set[int] = frozenset(),
+    kept: dict[int, np.ndarray] | None = None,
+) -> Iterator[np.ndarray]:
+    """Pass batches through, reporting how many frames the consumer has taken so far and copying the
+    ``wanted`` frames into ``kept`` (batches live in reused buffers)."""
     done = 0
     for batch in batches:
+        for index in wanted & set(range(done, done + len(batch))):
+            kept[index] = batch[index - done].copy()
         yield batch
         done += len(batch)
         if on_frames is not None:
             on_frames(done)
+
+
+def path_cameras(path: CameraPath, device: torch.device) -> Cameras:
+    """The path as one batched nerfstudio ``Cameras`` on the render device."""
+    c2w = torch.as_tensor(path.c2w, dtype=torch.float32, device=device)
+    return pinhole_cameras(c2w, path.focal, path.width, path.height).to(device)

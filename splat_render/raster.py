@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
+from splat_render.views import FAR_PLANE, NEAR_PLANE, camera_centers, gsplat_cameras, image_size, sh_colors
 
-NEAR_PLANE = 0.01
-FAR_PLANE = 1e10
 # Bytes of GPU memory per (camera, gaussian) in a batched call (projection outputs, per-camera
 # colours, tile intersections) and per (camera, pixel) (colour, alpha, compositing buffers);
 # measured on the H100 with a margin. Used only to size batches; OOM halves them anyway.
@@ -51,18 +51,6 @@ def resolve_device(requested: str | torch.device | None) -> torch.device:
     return device
 
 
-def viewmats_from_c2w(c2w: torch.Tensor) -> torch.Tensor:
-    """OpenGL camera-to-world [C,3,4] → OpenCV world-to-camera [C,4,4], as splatfacto's get_viewmat."""
-    rotation = c2w[:, :3, :3] * torch.tensor([1.0, -1.0, -1.0], device=c2w.device, dtype=c2w.dtype)
-    rotation_inv = rotation.transpose(1, 2)
-    translation_inv = -torch.bmm(rotation_inv, c2w[:, :3, 3:4])
-    viewmats = torch.zeros(c2w.shape[0], 4, 4, device=c2w.device, dtype=c2w.dtype)
-    viewmats[:, :3, :3] = rotation_inv
-    viewmats[:, :3, 3:4] = translation_inv
-    viewmats[:, 3, 3] = 1.0
-    return viewmats
-
-
 def render_batch(
     gaussians: Gaussians,
     viewmats: torch.Tensor,  # [C,4,4] world-to-camera, OpenCV
@@ -79,19 +67,6 @@ def render_batch(
 
         color, alpha = render_reference(gaussians, viewmats, Ks, width, height, settings.rasterize_mode)
     return torch.clamp(color + (1.0 - alpha) * settings.background.to(color), 0.0, 1.0)
-
-
-def sh_colors(gaussians: Gaussians, camera_centers: torch.Tensor, evaluate) -> torch.Tensor:
-    """Per-camera RGB [C,N,3] from SH, with gsplat's view directions and its +0.5, clamp_min(0)."""
-    coeffs = gaussians.sh_coeffs()
-    colors = [evaluate(gaussians.sh_degree, gaussians.means - center, coeffs) for center in camera_centers]
-    return torch.clamp_min(torch.stack(colors) + 0.5, 0.0)
-
-
-def camera_centers(viewmats: torch.Tensor) -> torch.Tensor:
-    """World positions [C,3] of the cameras of world-to-camera matrices."""
-    rotation = viewmats[:, :3, :3]
-    return -torch.bmm(rotation.transpose(1, 2), viewmats[:, :3, 3:4])[..., 0]
 
 
 def _render_gsplat(gaussians, viewmats, Ks, width, height, rasterize_mode):
@@ -119,6 +94,48 @@ def _render_gsplat(gaussians, viewmats, Ks, width, height, rasterize_mode):
     return color, alpha
 
 
+def blending_weights(
+    gaussians: Gaussians,
+    viewmats: torch.Tensor,  # [C,4,4] world-to-camera, OpenCV
+    Ks: torch.Tensor,  # [C,3,3]
+    width: int,
+    height: int,
+    rasterize_mode: str = "classic",
+) -> torch.Tensor:
+    """How much each gaussian shows in each view: its alpha·transmittance summed over the pixels, [C,N].
+
+    On CUDA this is the gradient of the rendered image's sum with respect to per-camera colours of
+    ones (∂C/∂cᵢ = αᵢTᵢ per pixel), which gsplat's backward pass computes exactly, occlusion included.
+    """
+    if gaussians.device.type != "cuda":
+        from splat_render.reference import blending_weights as reference_weights
+
+        return reference_weights(gaussians, viewmats, Ks, width, height, rasterize_mode)
+    from gsplat import rasterization
+
+    ones = torch.ones(len(viewmats), len(gaussians), 1, device=gaussians.device, requires_grad=True)
+    with torch.enable_grad():
+        image, _, _ = rasterization(
+            means=gaussians.means,
+            quats=gaussians.quats,
+            scales=gaussians.scales(),
+            opacities=gaussians.opacities(),
+            colors=ones,
+            viewmats=viewmats,
+            Ks=Ks,
+            width=width,
+            height=height,
+            packed=False,
+            near_plane=NEAR_PLANE,
+            far_plane=FAR_PLANE,
+            render_mode="RGB",
+            sh_degree=None,
+            rasterize_mode=rasterize_mode,
+        )
+        (weights,) = torch.autograd.grad(image.sum(), ones)
+    return weights[..., 0]
+
+
 def initial_batch_size(gaussians: Gaussians, width: int, height: int, requested: int | None) -> int:
     """Cameras per call: as asked, else what fits the memory budget (and half the free GPU memory)."""
     if requested is not None:
@@ -132,23 +149,35 @@ def initial_batch_size(gaussians: Gaussians, width: int, height: int, requested:
 
 def render_frames(
     gaussians: Gaussians,
-    c2w: torch.Tensor,  # [N,3,4] OpenGL camera-to-world, on the gaussians' device
-    K: torch.Tensor,  # [3,3] shared intrinsics
-    width: int,
-    height: int,
+    cameras: Cameras,  # [N], one image size, on the gaussians' device
     settings: RenderSettings,
     batch_size: int | None = None,
+    cuts: torch.Tensor | None = None,  # [N,K,P,4] per frame, cuts of planes (see orbit.CameraPath)
 ) -> Iterator[torch.Tensor]:
-    """Yield [B,H,W,3] RGB batches in path order; halve the batch on CUDA out-of-memory."""
-    viewmats = viewmats_from_c2w(c2w.to(torch.float32))
+    """Yield [B,H,W,3] RGB batches in path order; halve the batch on CUDA out-of-memory.
+
+    A frame whose cuts hide some gaussians renders alone, with only the gaussians they keep: gsplat
+    takes one opacity per gaussian for all cameras of a call, and gathering a frame's subset costs
+    far less than rendering it. Frames whose cuts hide nothing render in batches.
+    """
+    width, height = image_size(cameras)
+    viewmats, Ks = gsplat_cameras(cameras)
+    hides = torch.zeros(len(viewmats), dtype=torch.bool)
+    if cuts is not None:
+        hides = torch.stack([~kept_by_cuts(gaussians.means, planes).all() for planes in cuts]).cpu()
     batch = initial_batch_size(gaussians, width, height, batch_size)
     start = 0
     while start < len(viewmats):
+        if hides[start]:
+            kept = gaussians.select(kept_by_cuts(gaussians.means, cuts[start]))
+            one = slice(start, start + 1)
+            yield render_batch(kept, viewmats[one], Ks[one], width, height, settings)
+            start += 1
+            continue
         stop = min(start + batch, len(viewmats))
+        stop = start + int(torch.cumprod(~hides[start:stop], 0).sum())  # up to the next frame with cuts
         try:
-            frames = render_batch(
-                gaussians, viewmats[start:stop], K.expand(stop - start, 3, 3), width, height, settings
-            )
+            frames = render_batch(gaussians, viewmats[start:stop], Ks[start:stop], width, height, settings)
         except torch.OutOfMemoryError:
             if batch == 1:
                 raise
@@ -157,3 +186,10 @@ def render_frames(
             continue
         yield frames
         start = stop
+
+
+def kept_by_cuts(means: torch.Tensor, cuts: torch.Tensor) -> torch.Tensor:
+    """Boolean [N]: the points that no cut [K,P,4] hides (a cut hides what lies beyond all its planes)."""
+    cuts = cuts.to(means)
+    beyond = torch.einsum("nj,kpj->nkp", means, cuts[..., :3]) > cuts[..., 3]
+    return ~beyond.all(dim=2).any(dim=1)

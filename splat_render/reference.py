@@ -19,7 +19,7 @@ from gsplat.cuda._torch_impl import (
 )
 
 from splat_render.gaussians import Gaussians
-from splat_render.raster import FAR_PLANE, NEAR_PLANE, camera_centers, sh_colors
+from splat_render.views import FAR_PLANE, NEAR_PLANE, camera_centers, sh_colors
 
 TILE = 8
 MIN_ALPHA = 1.0 / 255.0
@@ -38,39 +38,60 @@ def render_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour [C,H,W,3] (not yet composited over a background) and alpha [C,H,W,1]."""
     with torch.no_grad():
-        g = gaussians.to("cpu")
-        viewmats, Ks = viewmats.cpu().float(), Ks.cpu().float()
-        covars, _ = _quat_scale_to_covar_preci(
-            torch.nn.functional.normalize(g.quats, dim=-1), g.scales(), compute_preci=False
-        )
-        radii, means2d, depths, conics, compensations = _fully_fused_projection(
-            g.means,
-            covars,
-            viewmats,
-            Ks,
-            width,
-            height,
-            0.3,
-            NEAR_PLANE,
-            FAR_PLANE,
-            calc_compensations=rasterize_mode == "antialiased",
-        )
-        opacities = g.opacities().expand(len(viewmats), -1)
-        if compensations is not None:
-            opacities = opacities * compensations
-        colors = sh_colors(g, camera_centers(viewmats), _spherical_harmonics)
-        radii = radii.reshape(*radii.shape[:2], -1).expand(-1, -1, 2)  # gsplat 1.4: [C,N]; 1.5: [C,N,2]
-        images = [
-            _composite(means2d[c], conics[c], opacities[c], colors[c], depths[c], radii[c], width, height)
-            for c in range(len(viewmats))
-        ]
+        g, views = _project(gaussians, viewmats, Ks, width, height, rasterize_mode)
+        colors = sh_colors(g, camera_centers(viewmats.cpu().float()), _spherical_harmonics)
+        images = [_composite(*view, colors[c], width, height) for c, view in enumerate(views)]
     color = torch.stack([i[0] for i in images])
     alpha = torch.stack([i[1] for i in images])
     return color, alpha
 
 
-def _composite(means2d, conics, opacities, colors, depths, radii, width, height):
-    """Front-to-back compositing of one camera's projected gaussians, tile by tile."""
+def blending_weights(
+    gaussians: Gaussians,
+    viewmats: torch.Tensor,  # [C,4,4]
+    Ks: torch.Tensor,  # [C,3,3]
+    width: int,
+    height: int,
+    rasterize_mode: str = "classic",
+) -> torch.Tensor:
+    """Each gaussian's blending weight (alpha times transmittance) summed over each view's pixels, [C,N]."""
+    with torch.no_grad():
+        g, views = _project(gaussians, viewmats, Ks, width, height, rasterize_mode)
+        ones = torch.ones(len(g), 3)
+        return torch.stack([_composite(*view, ones, width, height)[2] for view in views])
+
+
+def _project(gaussians, viewmats, Ks, width, height, rasterize_mode):
+    """The gaussians on the CPU and, per camera, (means2d, conics, opacities, depths, radii) from gsplat."""
+    g = gaussians.to("cpu")
+    viewmats, Ks = viewmats.cpu().float(), Ks.cpu().float()
+    covars, _ = _quat_scale_to_covar_preci(
+        torch.nn.functional.normalize(g.quats, dim=-1), g.scales(), compute_preci=False
+    )
+    radii, means2d, depths, conics, compensations = _fully_fused_projection(
+        g.means,
+        covars,
+        viewmats,
+        Ks,
+        width,
+        height,
+        0.3,
+        NEAR_PLANE,
+        FAR_PLANE,
+        calc_compensations=rasterize_mode == "antialiased",
+    )
+    opacities = g.opacities().expand(len(viewmats), -1)
+    if compensations is not None:
+        opacities = opacities * compensations
+    radii = radii.reshape(*radii.shape[:2], -1).expand(-1, -1, 2)  # gsplat 1.4: [C,N]; 1.5: [C,N,2]
+    return g, list(zip(means2d, conics, opacities, depths, radii, strict=True))
+
+
+def _composite(means2d, conics, opacities, depths, radii, colors, width, height):
+    """Front-to-back compositing of one camera's projected gaussians, tile by tile.
+
+    Returns the colour [H,W,3], the alpha [H,W,1] and each gaussian's summed blending weight [N].
+    """
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
     visible = (radii > 0).all(-1).nonzero()[:, 0]
     order = visible[torch.argsort(depths[visible], stable=True)]
@@ -84,6 +105,7 @@ def _composite(means2d, conics, opacities, colors, depths, radii, width, height)
     pair_gauss, pair_tile = pair_gauss[by_tile], pair_tile[by_tile]
 
     color = torch.zeros(tiles_y * tiles_x, TILE * TILE, 3)
+    gaussian_weight = torch.zeros(len(means2d))
     transmittance = torch.ones(tiles_y * tiles_x, TILE * TILE)
     offsets = torch.arange(TILE)
     local_y, local_x = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -115,12 +137,13 @@ def _composite(means2d, conics, opacities, colors, depths, radii, width, height)
         stopped = stopped - (stopped - (t_after <= MIN_TRANSMITTANCE).int())[segment_start]
         weight = torch.where(stopped > 0, 0.0, weight)
         color.index_add_(0, tid, weight[..., None] * colors[gid][:, None, :])
+        gaussian_weight.index_add_(0, gid, weight.sum(1))
         last_alive = torch.where(stopped > 0, 1.0, 1.0 - alpha)
         log_alive = torch.log(last_alive.double()).float()
         transmittance *= torch.exp(torch.zeros_like(transmittance).index_add_(0, tid, log_alive))
     image = _untile(color, tiles_x, tiles_y)[:height, :width]
     alpha_image = 1.0 - _untile(transmittance[..., None], tiles_x, tiles_y)[:height, :width]
-    return image, alpha_image
+    return image, alpha_image, gaussian_weight
 
 
 def _tile_pairs(order, lo, hi, tiles_x):

@@ -38,7 +38,7 @@ def test_moved_run_loads_offline_from_another_directory(
 def test_training_cameras_are_in_the_training_frame(synthetic_run, job_root_copy):
     loaded = load_splatfacto(job_root_copy / RUN_DIR / "config.yml", device="cpu")
     written = synthetic_run.scene.camera_c2w
-    cameras = loaded.camera_c2w.numpy()
+    cameras = loaded.cameras.camera_to_worlds.numpy()
     # nerfstudio keeps a train split of the cameras; each must be one of those written, unchanged.
     assert 0 < len(cameras) <= len(written)
     distance = np.abs(cameras[:, None] - written[None]).max(axis=(2, 3)).min(axis=1)

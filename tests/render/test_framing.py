@@ -10,7 +10,7 @@ import pytest
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import frame_scene
-from splat_render.orbit import OrbitSpec, look_at, orbit_path
+from splat_render.orbit import PathSpec, look_at, ring_path
 
 Z_UP = np.array([0.0, 0.0, 1.0])
 
@@ -63,8 +63,9 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 def orbit_radius(points: np.ndarray, opacities: np.ndarray, c2w: np.ndarray | None) -> float:
     frame = frame_scene(points, opacities, c2w)
-    path = orbit_path(frame, OrbitSpec(width=320, height=240), c2w)
-    return float(np.linalg.norm(path.c2w[0, :, 3] - frame.center))
+    sample = points[np.isfinite(points).all(axis=1) & (opacities >= 0.05)][::10]
+    path = ring_path(frame, sample.astype(np.float64), PathSpec(width=320, height=240, arc_deg=360), "orbit")
+    return float(np.median(np.linalg.norm(path.c2w[:, :, 3] - frame.center, axis=1)))
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +117,44 @@ def test_geometry_up_is_signed_towards_the_cameras(scene) -> None:
     assert angle_deg(frame.up, upside_down @ Z_UP) <= 5.0
 
 
-def test_round_cloud_without_cameras_keeps_z_up() -> None:
+def test_round_cloud_keeps_the_convention() -> None:
+    """No cameras and no floor: −y, as 3DGS PLYs of COLMAP-based trainers; with cameras, +z."""
     blob = np.random.default_rng(0).normal(size=(5000, 3))
     frame = frame_scene(blob, np.ones(len(blob)))
     assert frame.up_source == "default"
-    np.testing.assert_array_equal(frame.up, Z_UP)
+    np.testing.assert_array_equal(frame.up, [0.0, -1.0, 0.0])
+    scrambled = look_at(blob[:20] * 5, np.zeros(3), np.array([1.0, 0.0, 0.0]))
+    scrambled[:, :, :3] = [rotation("x", a) for a in np.linspace(0, 360, 20, endpoint=False)]
+    assert frame_scene(blob, np.ones(len(blob)), scrambled).up.tolist() == Z_UP.tolist()
+
+
+def test_given_up_wins(scene) -> None:
+    points, opacities, c2w = scene
+    frame = frame_scene(points, opacities, c2w, up=np.array([0.0, 0.0, -2.0]))
+    assert frame.up_source == "given"
+    np.testing.assert_array_equal(frame.up, [0.0, 0.0, -1.0])
+
+
+@pytest.mark.parametrize(
+    "turn", [rotation("x", 90), rotation("x", -90), rotation("y", 90), rotation("x", 180)]
+)
+def test_a_ply_stands_on_its_floor(scene, turn: np.ndarray) -> None:
+    """Without cameras, the floor's side that the objects stand on is up, whatever the file's axes."""
+    points, opacities, _ = scene
+    frame = frame_scene(points @ turn.T, opacities)
+    assert frame.up_source == "geometry"
+    assert angle_deg(frame.up, turn @ Z_UP) <= 5.0
+
+
+def test_floor_and_ceiling_leave_up_to_the_convention() -> None:
+    """A closed room stands on neither plane more than the other: the COLMAP convention (−y) decides."""
+    rng = np.random.default_rng(4)
+    floor = np.column_stack([rng.uniform(-3, 3, 6000), rng.normal(0, 0.005, 6000), rng.uniform(-2, 2, 6000)])
+    ceiling = floor * [1, 0, 1] + [0, -2.5, 0]  # y down: the ceiling lies at −2.5
+    walls = np.column_stack([np.full(2000, 3.0), rng.uniform(-2.5, 0, 2000), rng.uniform(-2, 2, 2000)])
+    room_points = np.concatenate([floor, ceiling, walls, walls * [-1, 1, 1]])
+    frame = frame_scene(room_points, np.ones(len(room_points)))
+    assert angle_deg(frame.up, [0.0, -1.0, 0.0]) <= 5.0
 
 
 def test_box_turns_with_the_room(scene) -> None:

@@ -9,7 +9,8 @@ import torch
 
 from splat_render import raster
 from splat_render.gaussians import SH_C0, Gaussians
-from splat_render.raster import RenderSettings, render_batch, render_frames, viewmats_from_c2w
+from splat_render.raster import RenderSettings, blending_weights, render_batch, render_frames
+from splat_render.views import pinhole_cameras, viewmats_from_c2w
 
 
 def test_viewmats_match_splatfacto():
@@ -90,14 +91,12 @@ def test_out_of_memory_halves_the_batch(monkeypatch):
     g = one_gaussian(0.7, (0.2, 0.8, 0.4))
     c2w = camera_looking_at_origin().expand(10, 3, 4).clone()
     c2w[:, 0, 3] = torch.linspace(-0.3, 0.3, 10)
-    K = torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
-    batches = list(render_frames(g, c2w, K, 32, 32, RenderSettings(torch.zeros(3)), batch_size=12))
+    cameras = pinhole_cameras(c2w, 30.0, 32, 32)
+    batches = list(render_frames(g, cameras, RenderSettings(torch.zeros(3)), batch_size=12))
     assert [len(b) for b in batches] == [3, 3, 3, 1]
     assert calls == [10, 6, 3, 3, 3, 1]  # 12 clipped to the 10 cameras, then halved until it fits
     frames = torch.cat(batches)
-    one_by_one = torch.cat(
-        list(render_frames(g, c2w, K, 32, 32, RenderSettings(torch.zeros(3)), batch_size=1))
-    )
+    one_by_one = torch.cat(list(render_frames(g, cameras, RenderSettings(torch.zeros(3)), batch_size=1)))
     assert torch.equal(frames, one_by_one)
 
 
@@ -110,11 +109,61 @@ def test_out_of_memory_with_single_cameras_is_raised(monkeypatch):
         list(
             render_frames(
                 one_gaussian(0.5, (1, 1, 1)),
-                camera_looking_at_origin(),
-                torch.eye(3),
-                8,
-                8,
+                pinhole_cameras(camera_looking_at_origin(), 8.0, 8, 8),
                 RenderSettings(torch.zeros(3)),
                 batch_size=4,
             )
         )
+
+
+def red_before_blue() -> Gaussians:
+    """A red gaussian at z=+0.5 in front of a blue one at z=−0.5 (the camera is on +z)."""
+    red, blue = one_gaussian(0.999, (1.0, 0.0, 0.0)), one_gaussian(0.999, (0.0, 0.0, 1.0))
+    both = Gaussians(*(torch.cat([getattr(red, f), getattr(blue, f)]) for f in FIELDS))
+    return Gaussians(
+        both.means + torch.tensor([[0.0, 0, 0.5], [0, 0, -0.5]]), *(getattr(both, f) for f in FIELDS[1:])
+    )
+
+
+def test_cuts_hide_per_frame_and_frames_without_cuts_stay_batched(monkeypatch):
+    calls = []
+    real = raster.render_batch
+
+    def counting(gaussians, viewmats, Ks, width, height, settings):
+        calls.append((len(viewmats), len(gaussians)))
+        return real(gaussians, viewmats, Ks, width, height, settings)
+
+    monkeypatch.setattr(raster, "render_batch", counting)
+    cameras = pinhole_cameras(camera_looking_at_origin(3.0).expand(4, 3, 4).clone(), 60.0, 64, 64)
+    never = [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, -1.0]]
+    in_front = [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, -1.0]]  # hides whatever lies at z > 0
+    cuts = torch.tensor([[never], [never], [in_front], [never]])
+    frames = torch.cat(
+        list(render_frames(red_before_blue(), cameras, RenderSettings(torch.zeros(3)), 4, cuts))
+    )
+    centre = frames[:, 31:33, 31:33].mean(dim=(1, 2))
+    assert centre[[0, 1, 3], 0].min() > 0.95  # red in front
+    assert centre[2, 2] > 0.95 and centre[2, 0] < 0.05  # the cut took red away: blue shows
+    assert calls == [(2, 2), (1, 1), (1, 2)]  # two frames batched, the cut frame alone with one gaussian
+
+
+def test_blending_weights_count_what_each_view_saw():
+    """A small blue gaussian behind a large red one counts from the back, hardly from the front."""
+    K = torch.tensor([[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]])
+    front = viewmats_from_c2w(camera_looking_at_origin(3.0))
+    back_c2w = camera_looking_at_origin(3.0)
+    back_c2w[0, :3, :3] = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))  # turned round: on −z looking at +z
+    back_c2w[0, 2, 3] = -3.0
+    red_big = one_gaussian(0.999, (1.0, 0.0, 0.0), scale=0.6)
+    blue_small = one_gaussian(0.999, (0.0, 0.0, 1.0), scale=0.1)
+    pair = Gaussians(*(torch.cat([getattr(red_big, f), getattr(blue_small, f)]) for f in FIELDS))
+    pair = Gaussians(
+        pair.means + torch.tensor([[0.0, 0, 0.5], [0, 0, -0.5]]), *(getattr(pair, f) for f in FIELDS[1:])
+    )
+    weights = blending_weights(
+        pair, torch.cat([front, viewmats_from_c2w(back_c2w)]), K.expand(2, 3, 3), 64, 64
+    )
+    assert weights.shape == (2, 2)
+    red, blue = weights[:, 0], weights[:, 1]
+    assert blue[1] > 20 and blue[0] < 0.1 * blue[1]  # from the front, red covers blue
+    assert red[0] > 100 and red[1] > 0.5 * red[0]  # the small one hides little of the large one

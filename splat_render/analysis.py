@@ -1,0 +1,208 @@
+"""What the capture actually observed, and what kind of capture it was, from the training cameras.
+
+A trained splat carries gaussians no camera ever saw (residue of random initialisation, the outside of
+a room's walls, sky behind them). A gaussian counts as observed when it shows in the training views:
+its blending weight (alpha times transmittance, occlusion included) summed over low-resolution renders
+of every training view, the significance score pruning methods use. Of what was observed, the
+foreground is what the cameras saw near: in each view, anything further than FAR_FACTOR times the
+view's near depth is background there (sky, a far street through a window).
+
+The observed foreground is the content a preview frames. What no view saw is not drawn, except inside
+the content's box: there it is what furniture hid from every camera (the floor under a table), and
+leaving it out would show holes. Its box comes from ``framing``; the capture
+is **inside-out** (a room walked from inside: content surrounds the cameras at their own height) or
+**outside-in** (cameras around an object, looking in); the focus is the point nearest all optical axes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras
+
+from splat_render.framing import SceneFrame, frame_scene, inside_box, normalized
+from splat_render.gaussians import Gaussians
+from splat_render.raster import blending_weights
+from splat_render.views import NEAR_PLANE, gsplat_cameras
+
+CaptureType = Literal["outside-in", "inside-out", "unknown"]
+
+ANALYSIS_SIZE = 160
+"""Longest side, in pixels, of the training views rendered to measure what they saw."""
+
+MIN_WEIGHT = 1.0
+"""A gaussian that adds up to less than one analysis pixel over all training views was not observed."""
+
+NEAR_QUANTILE, FAR_FACTOR = 0.3, 3.0
+"""A view's near depth is the weighted 30th percentile of the depths it saw; three times that is far."""
+
+SHOWN_BOX_MARGIN = 0.05
+"""Unobserved gaussians within the content's box grown by this share are still drawn."""
+
+MIN_NEAR_SHARE = 0.3
+"""A gaussian is foreground when at least this share of its weight comes from views that saw it near."""
+
+DEPTH_STEP = math.log(1.05)  # 5 % depth bins for the per-view quantiles
+DEPTH_RANGE = (1e-3, 1e6)
+
+VIEW_BUDGET = 2 * 2**30
+"""GPU memory for one call of the observation pass, at about 160 bytes per (view, gaussian)."""
+
+SURROUND_BAND = 0.25
+"""Content within this fraction of the box height of a camera's own height is 'around' that camera."""
+
+SURROUND_BINS = 16
+INSIDE_OUT_SURROUND = 0.75
+"""Inside-out when, for the median camera, content lies in at least 3/4 of the directions around it."""
+
+MAX_SURROUND_CAMERAS, SURROUND_POINTS = 64, 20_000
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Per gaussian [N]: blending weight summed over the training views, and the part of it seen near."""
+
+    weight: np.ndarray
+    near_weight: np.ndarray
+
+
+@dataclass(frozen=True)
+class SceneAnalysis:
+    observed: np.ndarray  # bool [N]: what the training views saw (all, without cameras)
+    shown: np.ndarray  # bool [N]: what the preview draws: the observed, and all inside the content's box
+    content: np.ndarray  # bool [N]: the observed foreground, what a preview frames
+    frame: SceneFrame  # the content's robust, up-aligned box
+    capture: CaptureType
+    focus: np.ndarray | None  # (3,) the point nearest all optical axes
+    camera_c2w: np.ndarray | None  # [M,3,4] training cameras, OpenGL
+    surround: float  # share of directions around the median camera that hold content
+    reason: str  # why the capture was classified so, for the summary line
+
+
+def observe(gaussians: Gaussians, cameras: Cameras) -> Observation:
+    """Render the training views at low resolution and sum what each gaussian contributed to them."""
+    device = gaussians.device
+    cameras = cameras.to(device)
+    widths = cameras.width.reshape(-1).to(torch.float32)
+    heights = cameras.height.reshape(-1).to(torch.float32)
+    scale = min(1.0, ANALYSIS_SIZE / float(max(widths[0], heights[0])))
+    width, height = max(1, round(float(widths[0]) * scale)), max(1, round(float(heights[0]) * scale))
+    viewmats, Ks = gsplat_cameras(cameras)
+    Ks[:, 0] *= (width / widths)[:, None]  # every view to the same small size, whatever its own
+    Ks[:, 1] *= (height / heights)[:, None]
+    means = gaussians.means
+    weight = torch.zeros(len(gaussians), device=device)
+    near_weight = torch.zeros(len(gaussians), device=device)
+    per_call = views_per_call(len(gaussians), device)
+    for start in range(0, len(viewmats), per_call):
+        views = slice(start, start + per_call)
+        seen = blending_weights(gaussians, viewmats[views], Ks[views], width, height)  # [C,N]
+        depth = viewmats[views, 2:3, :3] @ means.T + viewmats[views, 2:3, 3:]  # [C,1,N]
+        depth = depth[:, 0]
+        far = FAR_FACTOR * weighted_depth_quantile(depth, seen, NEAR_QUANTILE)
+        weight += seen.sum(0)
+        near_weight += torch.where(depth <= far[:, None], seen, 0.0).sum(0)
+    return Observation(weight.cpu().numpy(), near_weight.cpu().numpy())
+
+
+def views_per_call(gaussians: int, device: torch.device) -> int:
+    if device.type != "cuda":
+        return 8
+    return int(np.clip(VIEW_BUDGET // (160 * max(gaussians, 1)), 1, 64))
+
+
+def weighted_depth_quantile(depth: torch.Tensor, weight: torch.Tensor, q: float) -> torch.Tensor:
+    """Per row of [C,N] depths, the weighted q-quantile of the positive depths, to 5 %; [C].
+
+    A histogram over log depth (one bincount for all rows) instead of a sort per view.
+    """
+    low, high = (math.log(x) / DEPTH_STEP for x in DEPTH_RANGE)
+    bins = math.ceil(high - low) + 1
+    valid = (depth > NEAR_PLANE) & (weight > 0)
+    index = ((torch.log(depth.clamp_min(DEPTH_RANGE[0])) / DEPTH_STEP) - low).long().clamp(0, bins - 1)
+    rows = torch.arange(len(depth), device=depth.device)[:, None].expand_as(index)
+    histogram = torch.bincount(
+        (rows * bins + index)[valid], weights=weight[valid], minlength=len(depth) * bins
+    ).reshape(len(depth), bins)
+    cumulative = histogram.cumsum(1)
+    target = q * cumulative[:, -1:]
+    found = torch.searchsorted(cumulative, target).clamp(max=bins - 1)[:, 0]
+    quantile = torch.exp((found.to(depth.dtype) + low + 1) * DEPTH_STEP)
+    return torch.where(cumulative[:, -1] > 0, quantile, torch.full_like(quantile, DEPTH_RANGE[1]))
+
+
+def analyze_scene(
+    gaussians: Gaussians,
+    cameras: Cameras | None,
+    up: np.ndarray | None = None,  # a known up direction (PLY header, --up); None: estimate it
+    observation: Observation | None = None,  # None: observe now (when there are cameras)
+) -> SceneAnalysis:
+    """Observed gaussians, the content's box and the capture type, from the model and its cameras."""
+    means = gaussians.means.cpu().numpy()
+    opacities = gaussians.opacities().cpu().numpy()
+    if cameras is None:
+        everything = np.ones(len(means), dtype=bool)
+        frame = frame_scene(means, opacities, None, up=up)
+        return SceneAnalysis(
+            everything,
+            everything,
+            frame,
+            "unknown",
+            None,
+            None,
+            0.0,
+            "no training cameras: framed from geometry",
+        )
+    if observation is None:
+        observation = observe(gaussians, cameras)
+    observed = observation.weight >= MIN_WEIGHT
+    content = observed & (observation.near_weight >= MIN_NEAR_SHARE * observation.weight)
+    if not content.any():  # nothing seen near: fall back to everything seen, then to all
+        content = observed if observed.any() else np.ones(len(means), dtype=bool)
+    c2w = cameras.camera_to_worlds.reshape(-1, 3, 4).cpu().numpy().astype(np.float64)
+    frame = frame_scene(means[content], opacities[content], c2w, up=up)
+    surround = surrounding_share(means[content], frame, c2w[:, :, 3])
+    capture: CaptureType = "inside-out" if surround >= INSIDE_OUT_SURROUND else "outside-in"
+    reason = (
+        f"content surrounds the cameras in {surround:.0%} of directions"
+        if capture == "inside-out"
+        else f"cameras outside the content (it fills {surround:.0%} of the directions around them)"
+    )
+    shown = observed | inside_box(frame, means, SHOWN_BOX_MARGIN)
+    return SceneAnalysis(observed, shown, content, frame, capture, focus_point(c2w), c2w, surround, reason)
+
+
+def surrounding_share(points: np.ndarray, frame: SceneFrame, positions: np.ndarray) -> float:
+    """For the median camera, the share of horizontal directions with content at about its own height."""
+    points = points[:: max(1, len(points) // SURROUND_POINTS)]
+    positions = positions[:: max(1, len(positions) // MAX_SURROUND_CAMERAS)]
+    band = SURROUND_BAND * 2 * frame.half_extent[2]
+    heights = points @ frame.up
+    shares = []
+    for position in positions:
+        near = points[np.abs(heights - position @ frame.up) <= band] - position
+        if len(near) == 0:
+            shares.append(0.0)
+            continue
+        azimuth = np.arctan2(near @ frame.axes[1], near @ frame.axes[0])
+        counts = np.bincount(
+            ((azimuth + math.pi) / (2 * math.pi) * SURROUND_BINS).astype(int) % SURROUND_BINS,
+            minlength=SURROUND_BINS,
+        )
+        shares.append(float(np.mean(counts >= max(2, 0.002 * len(near)))))
+    return float(np.median(shares))
+
+
+def focus_point(c2w: np.ndarray) -> np.ndarray | None:
+    """The least-squares point nearest every camera's optical axis, or None when they are parallel."""
+    forward = normalized(-c2w[:, :, 2])
+    origins = c2w[:, :, 3]
+    projectors = np.eye(3) - forward[:, :, None] * forward[:, None, :]  # onto each axis' normal plane
+    system = projectors.sum(0)
+    if np.linalg.cond(system) > 1e6:
+        return None
+    return np.linalg.solve(system, np.einsum("mij,mj->i", projectors, origins))
