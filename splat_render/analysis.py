@@ -150,6 +150,7 @@ def analyze_scene(
         return SceneAnalysis(
             everything,
             everything,
+            everything,
             frame,
             "unknown",
             None,
