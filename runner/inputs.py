@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_PREFIX = "refined_manifest"
 RECORDING_PREFIX = "dmt_recording_"
+RECORDING_EXTENSION = ".mp4"
+RECORDING_TYPE = "dmt_recording_mp4"
+SCAN_PREFIX = "refined_scan_"
+URL_SCHEMES = ("http://", "https://")
 DATASETS_DIR = Path("datasets")
 RECORDING_FILE = "Frames.mp4"
 COLMAP_DIR = Path("refined/global/refined_sfm_combined")
@@ -45,12 +50,56 @@ def manifest_suffix(name: str) -> str:
     return name.removeprefix(MANIFEST_PREFIX) if name.startswith(MANIFEST_PREFIX) else ""
 
 
+def scan_id(name: str) -> str:
+    """`refined_scan_<scan>` and `dmt_recording_<scan>[.mp4]` → `<scan>`; any other name is the scan id.
+
+    `.mp4` is dropped from every name, so a scan's folder never ends in it and a scan named with and
+    without the extension is one scan."""
+    stem = name.removesuffix(RECORDING_EXTENSION)
+    prefix = next((p for p in (SCAN_PREFIX, RECORDING_PREFIX) if stem.startswith(p)), "")
+    return stem.removeprefix(prefix)
+
+
 def recording_scan(name: str) -> str | None:
-    """The scan a `dmt_recording_<scan>` item belongs to, if the name is one and safe as a folder."""
-    if not name.startswith(RECORDING_PREFIX):
+    """The scan a `dmt_recording_<scan>[.mp4]` item belongs to; None for any other item."""
+    return scan_id(name) if name.startswith(RECORDING_PREFIX) else None
+
+
+def is_data_id(text: str) -> bool:
+    """Domain items are identified by UUIDs; any other dataID is a URL or names a scan."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def item_ids(data_ids: list[str]) -> list[str]:
+    """The dataIDs that are item ids (UUIDs): the only ones the domain can know by id."""
+    return [text for text in (data_id.strip() for data_id in data_ids) if is_data_id(text)]
+
+
+def named_scan(data_id: str) -> str | None:
+    """The scan a dataID names, or None for data ids, URLs and blanks."""
+    text = data_id.strip()
+    if not text or text.startswith(URL_SCHEMES) or is_data_id(text):
         return None
-    scan = name.removeprefix(RECORDING_PREFIX)
-    return scan if _SAFE_FOLDER.match(scan) else None
+    return scan_id(text)
+
+
+def named_scans(data_ids: list[str]) -> tuple[str, ...]:
+    """The distinct scans the dataIDs name, in manifest order."""
+    return tuple(dict.fromkeys(scan for scan in map(named_scan, data_ids) if scan is not None))
+
+
+def recording_names(scan: str) -> tuple[str, str]:
+    """The names a scan's recording may have in the domain, in the order they are looked up."""
+    return f"{RECORDING_PREFIX}{scan}", f"{RECORDING_PREFIX}{scan}{RECORDING_EXTENSION}"
+
+
+def is_safe_folder(scan: str) -> bool:
+    """A scan id names a folder under datasets/: one plain path component, not ending in `.mp4`."""
+    return bool(_SAFE_FOLDER.match(scan)) and not scan.endswith(RECORDING_EXTENSION)
 
 
 def colmap_items(suffix: str) -> tuple[tuple[str, str], ...]:
@@ -77,27 +126,51 @@ def fetch_inputs(domain: DomainClient, manifest_id: str, job_root: Path) -> Inpu
     domain.download(manifest_id, manifest_path)
     data_ids = manifest_data_ids(manifest_path)
 
-    recordings = _recordings_by_scan(domain.metadata_by_ids(data_ids))
+    recordings = _recordings_by_scan(domain.metadata_by_ids(item_ids(data_ids)))
+    for scan in named_scans(data_ids):
+        if scan in recordings or not _usable_folder(scan, "a dataID of the manifest"):
+            continue
+        if (found := _find_recording(domain, scan)) is not None:
+            recordings[scan] = found
     if not recordings:
-        raise InputError(f"none of the manifest's {len(data_ids)} dataIDs is a {RECORDING_PREFIX}* recording")
+        raise InputError(
+            f"none of the manifest's {len(data_ids)} dataIDs is a {RECORDING_PREFIX}* recording "
+            "or names a scan that has one in the domain"
+        )
     for scan, item in recordings.items():
         size = domain.download(item.id, job_root / DATASETS_DIR / scan / RECORDING_FILE)
-        log.info("downloaded recording %s (%d bytes)", item.name, size)
+        log.info("downloaded recording %s (%d bytes) for scan %s", item.name, size, scan)
 
     colmap_names = _fetch_colmap(domain, suffix, job_root) if suffix else ()
     return Inputs(suffix=suffix, scans=tuple(recordings), colmap_names=colmap_names)
 
 
 def _recordings_by_scan(items: list[DataMeta]) -> dict[str, DataMeta]:
+    """The first recording item of each scan among the manifest's items."""
     recordings: dict[str, DataMeta] = {}
     for item in items:
         scan = recording_scan(item.name)
-        if scan is None:
-            if item.name.startswith(RECORDING_PREFIX):
-                log.warning("skipping recording %r: its scan name cannot be a folder name", item.name)
-            continue
-        recordings.setdefault(scan, item)
+        if scan is not None and _usable_folder(scan, f"recording {item.name!r}"):
+            recordings.setdefault(scan, item)
     return recordings
+
+
+def _find_recording(domain: DomainClient, scan: str) -> DataMeta | None:
+    """The first item found under the scan's recording names, looked up one name at a time."""
+    names = recording_names(scan)
+    for name in names:
+        matches = domain.metadata_by_name(name, RECORDING_TYPE)
+        if matches:
+            return matches[0]
+    log.warning("scan %r has no recording in the domain (looked for %s)", scan, " and ".join(names))
+    return None
+
+
+def _usable_folder(scan: str, source: str) -> bool:
+    if is_safe_folder(scan):
+        return True
+    log.warning("skipping %s: scan id %r cannot be a folder name", source, scan)
+    return False
 
 
 def _fetch_colmap(domain: DomainClient, suffix: str, job_root: Path) -> tuple[str, ...]:

@@ -155,8 +155,13 @@ class SplatJob:
         self._report(progress(85, "upload", "starting"))
         published = publish_outputs(self._domain, job_root, inputs.suffix, self._on_uploaded)
         self._report(
-            progress(95, "upload", "completed", preview=published.preview_note),
-            event("info" if published.preview else "warning", "upload", published.preview_note),
+            progress(
+                95, "upload", "completed", preview=published.preview_video.note, poster=published.poster.note
+            ),
+            *(
+                event("info" if output.artifact else "warning", "upload", output.note)
+                for output in published.best_effort
+            ),
         )
         self._report(self._final_progress(published))
         return JobSucceeded(job=self._spec.job_info, artifacts=published.artifacts)
@@ -209,8 +214,10 @@ class SplatJob:
             "complete",
             "succeeded",
             artifacts=[a.as_dict() for a in published.artifacts],
-            preview_video=published.preview.as_dict() if published.preview else None,
-            preview=published.preview_note,
+            preview_video=published.preview_video.artifact_dict(),
+            preview_image=published.poster.artifact_dict(),
+            preview=published.preview_video.note,
+            poster=published.poster.note,
         )
 
     def _report(self, new_progress: dict[str, Any], *events: dict[str, Any]) -> None:

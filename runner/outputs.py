@@ -1,4 +1,4 @@
-"""Publishes what run.py produced: the splat (required) and its preview video (best-effort)."""
+"""Publishes what run.py produced: the splat (required), its preview video and poster (best-effort)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,27 @@ from .retry import describe_error
 
 log = logging.getLogger(__name__)
 
-SPLAT_PATH = Path("refined/splatter/splat_rot.splat")
-SPLAT_NAME, SPLAT_TYPE = "refined_splat", "splat_data"
-PREVIEW_PATH = Path("refined/splatter/preview.mp4")
-PREVIEW_NAME, PREVIEW_TYPE = "refined_splat_preview_video", "splat_preview_video"
+
+@dataclass(frozen=True)
+class Output:
+    """A file run.py writes and the domain item it is published as (name + the manifest's suffix)."""
+
+    path: Path
+    base_name: str
+    data_type: str
+    label: str
+
+
+SPLAT = Output(Path("refined/splatter/splat_rot.splat"), "refined_splat", "splat_data", "splat")
+PREVIEW_VIDEO = Output(
+    Path("refined/splatter/preview.mp4"),
+    "refined_splat_preview_video",
+    "splat_preview_video",
+    "preview video",
+)
+POSTER = Output(
+    Path("refined/splatter/preview.jpg"), "refined_splat_preview_image", "splat_preview_image", "poster"
+)
 
 
 class MissingOutput(RuntimeError):
@@ -36,15 +53,29 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class BestEffort:
+    """A best-effort output: its artifact, or None; and a note saying it was uploaded or why not."""
+
+    artifact: Artifact | None
+    note: str
+
+    def artifact_dict(self) -> dict[str, Any] | None:
+        return None if self.artifact is None else self.artifact.as_dict()
+
+
+@dataclass(frozen=True)
 class Published:
     splat: Artifact
-    preview: Artifact | None
-    preview_note: str
-    """Why there is no preview, or that it was uploaded."""
+    preview_video: BestEffort
+    poster: BestEffort
+
+    @property
+    def best_effort(self) -> tuple[BestEffort, ...]:
+        return (self.preview_video, self.poster)
 
     @property
     def artifacts(self) -> tuple[Artifact, ...]:
-        return (self.splat,) if self.preview is None else (self.splat, self.preview)
+        return (self.splat, *(output.artifact for output in self.best_effort if output.artifact is not None))
 
 
 def artifact_name(base: str, suffix: str) -> str:
@@ -57,30 +88,36 @@ def artifact_name(base: str, suffix: str) -> str:
 def publish_outputs(
     domain: DomainClient, job_root: Path, suffix: str, on_uploaded: Callable[[Artifact], None]
 ) -> Published:
+    """Upload the splat, then the preview video, then the poster; only a splat failure raises."""
     uploaded: dict[str, str] = {}
 
-    def upload(relative: Path, base_name: str, data_type: str) -> Artifact:
-        name = artifact_name(base_name, suffix)
-        meta = domain.upsert(job_root / relative, name, data_type, uploaded.get(name))
+    def upload(output: Output) -> Artifact:
+        name = artifact_name(output.base_name, suffix)
+        meta = domain.upsert(job_root / output.path, name, output.data_type, uploaded.get(name))
         uploaded[name] = meta.id
-        artifact = Artifact(logical_path=relative.as_posix(), name=name, data_type=data_type, id=meta.id)
-        log.info("uploaded %s as %s (%s, id %s)", relative, name, data_type, meta.id)
+        artifact = Artifact(output.path.as_posix(), name, output.data_type, meta.id)
+        log.info("uploaded %s as %s (%s, id %s)", output.path, name, output.data_type, meta.id)
         on_uploaded(artifact)
         return artifact
 
-    if not (job_root / SPLAT_PATH).is_file():
-        raise MissingOutput(f"run.py produced no {SPLAT_PATH}")
-    splat = upload(SPLAT_PATH, SPLAT_NAME, SPLAT_TYPE)
+    def upload_best_effort(output: Output) -> BestEffort:
+        if not (job_root / output.path).is_file():
+            return BestEffort(
+                None, f"run.py produced no {output.path}; completing without the {output.label}"
+            )
+        try:
+            return BestEffort(upload(output), f"{output.label} uploaded")
+        except Cancelled:
+            raise
+        except Exception as exc:
+            log.warning("%s upload failed; completing without it", output.label, exc_info=True)
+            return BestEffort(
+                None, f"{output.label} upload failed ({describe_error(exc)}); completing without it"
+            )
 
-    if not (job_root / PREVIEW_PATH).is_file():
-        return Published(splat, None, f"run.py produced no {PREVIEW_PATH}; completing with the splat only")
-    try:
-        preview = upload(PREVIEW_PATH, PREVIEW_NAME, PREVIEW_TYPE)
-    except Cancelled:
-        raise
-    except Exception as exc:
-        log.warning("preview upload failed; completing with the splat only", exc_info=True)
-        return Published(
-            splat, None, f"preview upload failed ({describe_error(exc)}); completing with the splat only"
-        )
-    return Published(splat, preview, "preview video uploaded")
+    if not (job_root / SPLAT.path).is_file():
+        raise MissingOutput(f"run.py produced no {SPLAT.path}")
+    splat = upload(SPLAT)
+    return Published(
+        splat, preview_video=upload_best_effort(PREVIEW_VIDEO), poster=upload_best_effort(POSTER)
+    )

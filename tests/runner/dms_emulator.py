@@ -61,7 +61,9 @@ class Recorded:
 
 @dataclass
 class Fault:
-    """Answer matching requests with status (after delay seconds), times times (None: always)."""
+    """Answer matching requests with status (after delay seconds), times times (None: always).
+
+    A request matches on method and path, and also on a query key and on bytes in its body when given."""
 
     method: str
     path: str  # regular expression, full match against the path
@@ -69,6 +71,7 @@ class Fault:
     delay: float = 0.0
     times: int | None = None
     query_has: str | None = None
+    body_has: bytes | None = None
 
 
 @dataclass
@@ -290,6 +293,7 @@ class Emulator:
                     fault.method == record.method
                     and re.fullmatch(fault.path, record.path)
                     and (fault.query_has is None or fault.query_has in record.query)
+                    and (fault.body_has is None or fault.body_has in record.body)
                     and (fault.times is None or fault.times > 0)
                 ):
                     if fault.times is not None:
@@ -463,6 +467,8 @@ class Emulator:
             ids = r.query["ids"][0].split(",")
             if len(ids) > 100:
                 return 400, {"error": "at most 100 ids"}
+            if not all(_is_uuid(i) for i in ids):
+                return 400, {"error": "ids must be UUIDs"}
             return 200, {"data": [i.meta() for i in items if i.id in ids]}
         name, data_type = r.query.get("name", [None])[0], r.query.get("data_type", [None])[0]
         # a loose match, as servers may do: the client must filter for exact names itself
@@ -554,6 +560,15 @@ class Emulator:
                 return 200, item.meta()
             return 200, self.items[self.add_item(init["name"], init["data_type"], content)].meta()
         return 405, {"error": "method not allowed"}
+
+
+def _is_uuid(text: str) -> bool:
+    """Item ids are UUIDs (the domain server stores them as such), so any other id is a bad request."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _no_route(r: Recorded) -> tuple[int, Any]:

@@ -1,9 +1,10 @@
 """Stands in for run.py in the runner tests.
 
-FAKE_RUN_MODE picks the behaviour (ok, no_preview, no_splat, fail, hang); FAKE_SLEEP_SECS delays the
-start. The splat it writes is a JSON report of what it saw (its arguments, working directory,
-environment and every input file's sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs
-the runner laid out by reading back the upload."""
+FAKE_RUN_MODE picks the behaviour: ok (splat, preview video and poster), no_poster, no_preview (neither
+video nor poster), no_splat, fail, hang. FAKE_SLEEP_SECS delays the start. The splat it writes is a
+JSON report of what it saw (its arguments, working directory, environment and every input file's
+sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs the runner laid out by reading back
+the upload."""
 
 import argparse
 import hashlib
@@ -70,4 +71,6 @@ if mode != "no_splat":
     (splatter / "splat_rot.splat").write_bytes(data.ljust(int(os.environ.get("FAKE_SPLAT_BYTES", "0")), b" "))
 if mode not in ("no_preview", "no_splat"):
     (splatter / "preview.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom fake preview video")
+if mode not in ("no_poster", "no_preview", "no_splat"):
+    (splatter / "preview.jpg").write_bytes(b"\xff\xd8\xff\xe0 fake poster")
 progress("export", 100)

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dms_emulator import Emulator
+from dms_emulator import DOMAIN_ID, Emulator
 
 from runner.config import Config
 from runner.node import Node
@@ -19,6 +20,7 @@ FAKE_RUN = Path(__file__).with_name("fake_run.py")
 NODE_KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082798ce3f4fdf2548b6f90"
 NODE_ADDRESS = "0xfdbb6caf01414300c16ea14859fec7736d95355f"
 SUFFIX = "_2024-01-02_03-04-05"
+DATA_PATH = rf"/domain/api/v1/domains/{DOMAIN_ID}/data"
 COLMAP_NAMES = (
     "colmap_frames_bin",
     "colmap_images_bin",
@@ -61,6 +63,25 @@ def running_node(config: Config) -> Iterator[Node]:
         assert not thread.is_alive(), "node did not stop"
 
 
+def run_one_task(emu: Emulator, config: Config, task_id: str, timeout: float = 20.0) -> None:
+    with running_node(config):
+        emu.wait_for(lambda: emu.is_settled(task_id), timeout, what=f"task {task_id} to settle")
+
+
+def splat_report(emu: Emulator, name: str = f"refined_splat{SUFFIX}") -> dict[str, Any]:
+    """What the fake pipeline saw, read back from the splat it uploaded."""
+    item = emu.item_named(name)
+    assert item is not None, f"no {name} uploaded"
+    return json.loads(item.content.rstrip(b" "))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    cid: str
+    id: str
+    colmap: dict[str, str]  # file name → sha256
+
+
 @dataclass(frozen=True)
 class Scan:
     manifest_cid: str
@@ -73,6 +94,25 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def add_recording(emu: Emulator, name: str) -> str:
+    """A recording item named name (its content says so); returns its id."""
+    return emu.add_item(name, "dmt_recording_mp4", f"video of {name}".encode())
+
+
+def seed_manifest(emu: Emulator, data_ids: list[str], suffix: str = SUFFIX, colmap: int = 5) -> Manifest:
+    """A refined manifest listing data_ids as they are, with (the first `colmap` of) the COLMAP files
+    beside it."""
+    colmap_files = {}
+    filenames = ("frames.bin", "images.bin", "cameras.bin", "points3D.bin", "rigs.bin")
+    for prefix, filename in list(zip(COLMAP_NAMES, filenames, strict=True))[:colmap]:
+        data = f"{prefix} bytes".encode()
+        emu.add_item(f"{prefix}{suffix}", "colmap_bin", data)
+        colmap_files[filename] = sha256(data)
+    manifest = json.dumps({"dataIDs": data_ids}).encode()
+    manifest_id = emu.add_item(f"refined_manifest{suffix}", "refined_manifest_json", manifest)
+    return Manifest(cid=emu.cid(manifest_id), id=manifest_id, colmap=colmap_files)
+
+
 def seed_scan(
     emu: Emulator,
     suffix: str = SUFFIX,
@@ -80,27 +120,17 @@ def seed_scan(
     colmap: int = 5,
     other_items: int = 1,
 ) -> Scan:
-    """A refined manifest naming recordings and other_items unrelated items, with (the first `colmap`
-    of) the COLMAP files beside it."""
-    recordings = {scan: f"video of {scan}".encode() for scan in scans}
-    ids = [
-        emu.add_item(f"dmt_recording_{scan}", "dmt_recording_mp4", data) for scan, data in recordings.items()
-    ]
-    ids += [
+    """A refined manifest listing the ids of the scans' recordings and of other_items unrelated items,
+    with (the first `colmap` of) the COLMAP files beside it."""
+    recordings = {scan: add_recording(emu, f"dmt_recording_{scan}") for scan in scans}
+    others = [
         emu.add_item(f"refined_scan{suffix}_{n}", "refined_scan_zip", b"not a recording")
         for n in range(other_items)
     ]
-    colmap_files = {}
-    filenames = ("frames.bin", "images.bin", "cameras.bin", "points3D.bin", "rigs.bin")
-    for prefix, filename in list(zip(COLMAP_NAMES, filenames, strict=True))[:colmap]:
-        data = f"{prefix} bytes".encode()
-        emu.add_item(f"{prefix}{suffix}", "colmap_bin", data)
-        colmap_files[filename] = sha256(data)
-    manifest = json.dumps({"dataIDs": ids}).encode()
-    manifest_id = emu.add_item(f"refined_manifest{suffix}", "refined_manifest_json", manifest)
+    manifest = seed_manifest(emu, [*recordings.values(), *others], suffix, colmap)
     return Scan(
-        manifest_cid=emu.cid(manifest_id),
-        manifest_id=manifest_id,
-        recordings={scan: sha256(data) for scan, data in recordings.items()},
-        colmap=colmap_files,
+        manifest_cid=manifest.cid,
+        manifest_id=manifest.id,
+        recordings={scan: sha256(emu.items[item].content) for scan, item in recordings.items()},
+        colmap=manifest.colmap,
     )

@@ -10,20 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 from dms_emulator import CAPABILITY, DOMAIN_ID, Emulator, Fault
-from node_harness import FAKE_RUN, NODE_ADDRESS, SUFFIX, running_node, seed_scan, sha256
-
-DATA_PATH = rf"/domain/api/v1/domains/{DOMAIN_ID}/data"
-
-
-def splat_report(emu: Emulator, name: str = f"refined_splat{SUFFIX}") -> dict:
-    item = emu.item_named(name)
-    assert item is not None, f"no {name} uploaded"
-    return json.loads(item.content.rstrip(b" "))
-
-
-def run_one_task(emu: Emulator, config, task_id: str, timeout: float = 20.0) -> None:
-    with running_node(config):
-        emu.wait_for(lambda: emu.is_settled(task_id), timeout, what=f"task {task_id} to settle")
+from node_harness import (
+    DATA_PATH,
+    FAKE_RUN,
+    NODE_ADDRESS,
+    SUFFIX,
+    run_one_task,
+    running_node,
+    seed_scan,
+    sha256,
+    splat_report,
+)
 
 
 def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
@@ -39,8 +36,10 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     assert task_id not in emulator.fails
     splat = emulator.item_named(f"refined_splat{SUFFIX}")
     preview = emulator.item_named(f"refined_splat_preview_video{SUFFIX}")
+    poster = emulator.item_named(f"refined_splat_preview_image{SUFFIX}")
     assert (splat.data_type, preview.data_type) == ("splat_data", "splat_preview_video")
     assert preview.content == b"\x00\x00\x00\x18ftypisom fake preview video"
+    assert poster.data_type == "splat_preview_image" and poster.content == b"\xff\xd8\xff\xe0 fake poster"
 
     # run.py saw the inputs laid out as PROTOCOL.md §4 says, and was launched as it says.
     report = splat_report(emulator)
@@ -70,10 +69,16 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
             "data_type": "splat_preview_video",
             "id": preview.id,
         },
+        {
+            "logical_path": "refined/splatter/preview.jpg",
+            "name": poster.name,
+            "data_type": "splat_preview_image",
+            "id": poster.id,
+        },
     ]
     job = {"task_id": task_id, "job_id": task.job_id, "domain_id": DOMAIN_ID, "capability": CAPABILITY}
     assert emulator.completes[task_id] == {
-        "output_cids": [splat.id, preview.id],
+        "output_cids": [splat.id, preview.id, poster.id],
         "meta": {"job": job, "artifacts": artifacts},
     }
 
@@ -82,11 +87,13 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     assert [(b["progress"]["progress"], b["progress"]["stage"]) for b in beats] == [
         (0, "leased"), (5, "workspace"), (20, "inputs"), (35, "python"), (35, "python"), (44, "python"),
         (62, "python"), (80, "python"), (80, "python"), (85, "upload"), (90, "upload"), (90, "upload"),
-        (95, "upload"), (100, "complete"),
+        (90, "upload"), (95, "upload"), (100, "complete"),
     ]  # fmt: skip
     final = beats[-1]["progress"]
     assert final["status"] == "succeeded" and final["artifacts"] == artifacts
-    assert final["preview_video"] == artifacts[1]
+    assert (final["preview_video"], final["preview_image"]) == (artifacts[1], artifacts[2])
+    assert (final["preview"], final["poster"]) == ("preview video uploaded", "poster uploaded")
+    assert beats[-3]["progress"]["uploaded"] == [splat.name, preview.name, poster.name]  # poster last
     assert beats[6]["progress"]["step"] == "train" and beats[6]["progress"]["step_pct"] == 60
 
     # every domain request carried the client id and the token rotated by the first heartbeat
@@ -104,30 +111,39 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     assert not registration["version"].startswith("v")
 
 
-def test_without_preview_the_task_completes_with_the_splat_and_says_so(
-    emulator: Emulator, make_config, monkeypatch
+@pytest.mark.parametrize(
+    ("mode", "published", "missing"),
+    [
+        ("no_poster", ("refined_splat", "refined_splat_preview_video"), (("preview.jpg", "poster"),)),
+        ("no_preview", ("refined_splat",), (("preview.mp4", "preview video"), ("preview.jpg", "poster"))),
+    ],
+)
+def test_missing_previews_complete_the_task_without_them_and_say_so(
+    emulator: Emulator, make_config, monkeypatch, mode, published, missing
 ):
-    monkeypatch.setenv("FAKE_RUN_MODE", "no_preview")
-    scan = seed_scan(emulator)
-    task_id = emulator.add_task([scan.manifest_cid])
+    monkeypatch.setenv("FAKE_RUN_MODE", mode)
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
 
     run_one_task(emulator, make_config(), task_id)
 
-    splat = emulator.item_named(f"refined_splat{SUFFIX}")
-    assert emulator.completes[task_id]["output_cids"] == [splat.id]
-    assert emulator.item_named(f"refined_splat_preview_video{SUFFIX}") is None
+    ids = [emulator.item_named(f"{name}{SUFFIX}").id for name in published]
+    complete = emulator.completes[task_id]
+    assert complete["output_cids"] == ids and [a["id"] for a in complete["meta"]["artifacts"]] == ids
+    assert emulator.item_named(f"refined_splat_preview_image{SUFFIX}") is None
     beats = emulator.heartbeats(task_id)
     final = beats[-1]["progress"]
-    assert (
-        final["progress"] == 100
-        and final["preview_video"] is None
-        and "no refined/splatter/preview.mp4" in final["preview"]
-    )
-    warnings = [e for b in beats for e in b["events"] if e["level"] == "warning"]
-    assert any("completing with the splat only" in e["message"] for e in warnings)
+    assert final["progress"] == 100 and [a["id"] for a in final["artifacts"]] == ids
+    assert final["preview_image"] is None
+    assert final["poster"] == "run.py produced no refined/splatter/preview.jpg; completing without the poster"
+    assert (final["preview_video"] is None) == (mode == "no_preview")
+    warnings = [e["message"] for b in beats for e in b["events"] if e["level"] == "warning"]
+    assert warnings == [
+        f"run.py produced no refined/splatter/{file}; completing without the {label}"
+        for file, label in missing
+    ]
 
 
-def test_failed_preview_upload_does_not_fail_the_task(emulator: Emulator, make_config):
+def test_failed_preview_uploads_do_not_fail_the_task(emulator: Emulator, make_config):
     emulator.inject(Fault("POST", DATA_PATH, status=400, times=None))  # creates fail for good...
     emulator.add_item(f"refined_splat{SUFFIX}", "splat_data", b"old splat")  # ...the splat is an update
     scan = seed_scan(emulator)
@@ -138,7 +154,31 @@ def test_failed_preview_upload_does_not_fail_the_task(emulator: Emulator, make_c
     splat = emulator.item_named(f"refined_splat{SUFFIX}")
     assert emulator.completes[task_id]["output_cids"] == [splat.id]
     assert splat_report(emulator)["argv"][0] == "--domain_id"
-    assert "preview upload failed (HTTP 400" in emulator.heartbeats(task_id)[-1]["progress"]["preview"]
+    final = emulator.heartbeats(task_id)[-1]["progress"]
+    assert final["preview"].startswith("preview video upload failed (HTTP 400 from POST ")
+    assert final["poster"].startswith("poster upload failed (HTTP 400 from POST ")
+
+
+def test_a_refused_poster_upload_leaves_the_video_and_completes(emulator: Emulator, make_config):
+    emulator.inject(Fault("POST", DATA_PATH, status=403, body_has=b'name="refined_splat_preview_image'))
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    splat = emulator.item_named(f"refined_splat{SUFFIX}")
+    preview = emulator.item_named(f"refined_splat_preview_video{SUFFIX}")
+    assert emulator.completes[task_id]["output_cids"] == [splat.id, preview.id]
+    assert emulator.item_named(f"refined_splat_preview_image{SUFFIX}") is None
+    assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [200, 200, 403]  # refused: not retried
+    beats = emulator.heartbeats(task_id)
+    final = beats[-1]["progress"]
+    assert final["preview_image"] is None and final["preview_video"]["id"] == preview.id
+    assert final["poster"] == (
+        f"poster upload failed (HTTP 403 from POST {emulator.domain_url}/api/v1/domains/{DOMAIN_ID}/data); "
+        "completing without it"
+    )
+    warnings = [e["message"] for b in beats for e in b["events"] if e["level"] == "warning"]
+    assert warnings == [final["poster"]]
 
 
 def test_missing_splat_fails_the_task_with_a_reason(emulator: Emulator, make_config, monkeypatch):

@@ -10,7 +10,16 @@ from runner import CAPABILITY
 from runner.config import ConfigError, load_config
 from runner.dms import Lease, Task, lease_refusal, truncate_utf8
 from runner.domain import FormEnvelope, create_disposition, parse_data_cid, update_disposition
-from runner.inputs import colmap_items, manifest_suffix, recording_scan
+from runner.inputs import (
+    colmap_items,
+    is_safe_folder,
+    item_ids,
+    manifest_suffix,
+    named_scan,
+    named_scans,
+    recording_names,
+    recording_scan,
+)
 from runner.lease import heartbeat_delay
 from runner.outputs import artifact_name
 from runner.progress import failure_event, parse_progress_line, task_percent
@@ -35,11 +44,38 @@ def test_manifest_suffix_and_artifact_names():
     ]
 
 
-def test_recording_scan_refuses_names_that_escape_the_workspace():
+def test_recording_items_give_their_scan_without_the_extension():
     assert recording_scan("dmt_recording_2024-05-01_abc") == "2024-05-01_abc"
+    assert recording_scan("dmt_recording_2024-05-01_abc.mp4") == "2024-05-01_abc"
     assert recording_scan("refined_scan_x") is None
-    for hostile in ("dmt_recording_../../etc", "dmt_recording_a/b", "dmt_recording_", "dmt_recording_.."):
-        assert recording_scan(hostile) is None
+
+
+def test_dataids_that_are_neither_urls_nor_uuids_name_scans():
+    item = "0b6c1f0e-8a55-4c1e-9d43-3a1f2e9c7b10"
+    manifest = [
+        item,
+        item.upper(),
+        "https://ds.example/api/v1/domains/D/data/" + item,
+        "http://ds.example/x",
+        "refined_scan_s1",
+        "dmt_recording_s2",
+        "dmt_recording_s3.mp4",
+        " s4 ",
+        "s4.mp4",
+        "s1",
+        "",
+        "   ",
+    ]
+    assert named_scans(manifest) == ("s1", "s2", "s3", "s4")
+    assert item_ids(manifest) == [item, item.upper()]
+    assert recording_names("s1") == ("dmt_recording_s1", "dmt_recording_s1.mp4")
+
+
+def test_scan_ids_that_cannot_be_folder_names_are_refused():
+    assert is_safe_folder("2024-05-01_abc.v2")
+    for hostile in ("../../etc", "a/b", "", "..", ".hidden", "x.mp4", "a\\b"):
+        assert not is_safe_folder(hostile), hostile
+    assert named_scan("dmt_recording_x.mp4.mp4") == "x.mp4"  # still refused as a folder: never `.mp4`
 
 
 def test_data_cid_is_split_and_bare_ids_fall_back_to_the_lease():
