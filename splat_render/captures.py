@@ -124,7 +124,7 @@ def closed_room(
     width, height = image_size
     return Capture(
         gaussians=concatenate(parts),
-        camera_c2w=room_walk(cameras, seed=seed),
+        camera_c2w=room_walk(np.arange(cameras) / cameras, seed=seed),
         width=width,
         height=height,
         focal=0.8 * width,
@@ -135,9 +135,9 @@ def closed_room(
     )
 
 
-def room_walk(count: int, seed: int = 0, phase: float = 0.0) -> np.ndarray:
-    """The closed room's training walk (see ``handheld_walk``): looking ahead and out, about 13° down."""
-    return handheld_walk(count, seed=seed, phase=phase, radii=WALK_RADII, gaze_deg=110.0, look_height=1.3)
+def room_walk(along: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The closed room's walk (see ``handheld_walk``): looking ahead and out, about 13° down."""
+    return handheld_walk(along, seed=seed, radii=WALK_RADII, gaze_deg=110.0, look_height=1.3)
 
 
 # The object of ``object_capture``: boxes stacked a little off-centre, a ball on top; about 1.1 m tall.
@@ -254,19 +254,20 @@ def sky_shell(
 
 
 def handheld_walk(
-    count: int,
+    along: np.ndarray,
     seed: int = 0,
-    phase: float = 0.0,
     radii: tuple[float, float] = (1.9, 1.5),
     gaze_deg: float = 0.0,
     look_height: float = 0.8,
 ) -> np.ndarray:
-    """OpenGL cameras [count,3,4] walking once around an ellipse at eye height, hand-held.
+    """OpenGL cameras [N,3,4] at the places ``along`` [N] (fractions of the loop) of a hand-held walk.
+
+    The walk goes once around an ellipse at eye height, anticlockwise seen from above.
 
     Each camera looks at a point at ``look_height``: the ellipse's centre for ``gaze_deg`` 0, that point
     turned about the camera by ``gaze_deg`` towards the walking direction otherwise (90: straight ahead,
     more: ahead and outwards). Position, gaze and roll sway as a smooth function of the place along
-    the loop, so views at ``phase`` (a fraction of the loop) lie on the same path.
+    the loop, so views at any places lie on the same path (held-out views between filmed frames).
     """
     rng = np.random.default_rng(seed)
     harmonics = np.array([3.0, 7.0, 13.0])
@@ -276,8 +277,8 @@ def handheld_walk(
         waves = np.sin(t[:, None, None] * harmonics + offsets[which])  # [n, axis, harmonic]
         return amplitude * waves.mean(axis=2)
 
-    t = 2 * math.pi * (np.arange(count) / count + phase)
-    loop = np.column_stack([radii[0] * np.cos(t), radii[1] * np.sin(t), np.full(count, EYE_HEIGHT)])
+    t = 2 * math.pi * np.asarray(along, dtype=np.float64)
+    loop = np.column_stack([radii[0] * np.cos(t), radii[1] * np.sin(t), np.full(len(t), EYE_HEIGHT)])
     # Walking anticlockwise (seen from above), turning towards the walk is turning clockwise.
     turn = _rotation_z(-math.radians(gaze_deg))
     targets = loop + (np.array([0.0, 0.0, look_height]) - loop) @ turn.T + sway(t, 1, 0.25)
