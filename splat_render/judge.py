@@ -27,6 +27,7 @@ Color = tuple[float, float, float]
 
 COLOR_TOLERANCE = 0.25
 VISIBLE_FRACTION = 0.002  # share of a frame's pixels from which a colour counts as visible
+BACKGROUND_TOLERANCE = 0.08  # tighter: dark surfaces lie within 0.25 of splatfacto's grey background
 SPAN_TRIM = 0.005  # share of the subject's pixels ignored at each end of each axis when measuring span
 
 
@@ -56,6 +57,13 @@ def color_mask(
 ) -> np.ndarray:
     """[H,W] bool: the pixels of one [H,W,3] frame that match any of the colours."""
     return _matches(frame, colors, tolerance).any(axis=1).reshape(frame.shape[:2])
+
+
+def foreground_mask(
+    frame: np.ndarray, background: Color, tolerance: float = BACKGROUND_TOLERANCE
+) -> np.ndarray:
+    """[H,W] bool: the pixels of one frame that are not the render's background colour: all content."""
+    return ~color_mask(frame, {"background": background}, tolerance)
 
 
 def visible_counts(fractions: np.ndarray, min_fraction: float = VISIBLE_FRACTION) -> np.ndarray:

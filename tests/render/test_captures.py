@@ -245,6 +245,16 @@ def test_span_and_cut_on_a_hand_made_frame() -> None:
     assert judge.span(np.zeros((60, 100), bool)) == 0.0 and not judge.is_cut(np.zeros((60, 100), bool))
 
 
+def test_content_span_of_the_object_in_a_training_view(statue) -> None:
+    """All content (object and base) against the background is wider than the object's colours alone."""
+    frame = as_played(render(statue, statue.camera_c2w[:1]))[0]
+    content = judge.foreground_mask(frame, SPLATFACTO_GREY)
+    subject = judge.color_mask(frame, statue.subject_colors)
+    assert (content | ~subject).all()  # the subject is content
+    assert 0.4 < judge.span(subject) < judge.span(content) < 0.9
+    assert not judge.is_cut(subject)
+
+
 def test_colour_fractions_survive_encoding_and_decoding(tmp_path) -> None:
     frames = np.full((6, 48, 64, 3), 90, np.uint8)
     frames[:, 8:24, 8:32] = (217, 31, 26)  # red: 16×24 of 48×64 = 12.5 %
