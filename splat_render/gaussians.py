@@ -86,4 +86,9 @@ class Gaussians:
         return torch.clamp(self.sh_dc * SH_C0 + 0.5, 0.0, 1.0)
 
 
+def concatenate(parts: list[Gaussians]) -> Gaussians:
+    """One set holding every part's gaussians, in order (all of the same SH degree)."""
+    return Gaussians(*(torch.cat([getattr(part, f) for part in parts]) for f in _FIELDS))
+
+
 _FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")

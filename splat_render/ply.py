@@ -8,6 +8,7 @@ x y z nx ny nz f_dc_0..2 f_rest_0..(3K-1) opacity scale_0..2 rot_0..3, with f_re
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,14 @@ def read_gaussians(path: Path | str) -> Gaussians:
     )
 
 
-def write_gaussians(path: Path | str, gaussians: Gaussians) -> None:
-    """Write ns-export's exact layout; the file appears complete or not at all."""
+def write_gaussians(
+    path: Path | str, gaussians: Gaussians, comments: Sequence[str] = NERFSTUDIO_COMMENTS
+) -> None:
+    """Write ns-export's exact layout; the file appears complete or not at all.
+
+    ``comments`` are the header's comment lines: ns-export's by default (they name z as up); other
+    tools (the INRIA layout) write none.
+    """
     path = Path(path)
     g = gaussians.to("cpu")
     n, k = len(g), g.sh_rest.shape[1]
@@ -115,7 +122,7 @@ def write_gaussians(path: Path | str, gaussians: Gaussians) -> None:
     element = PlyElement.describe(records, "vertex")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        PlyData([element], text=False, byte_order="<", comments=list(NERFSTUDIO_COMMENTS)).write(str(tmp))
+        PlyData([element], text=False, byte_order="<", comments=list(comments)).write(str(tmp))
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,18 +71,13 @@ def make_scene(spec: SceneSpec = SceneSpec()) -> SyntheticScene:
     """Build the scene's gaussians and training cameras (pure; deterministic for a seed)."""
     rng = np.random.default_rng(spec.seed)
     surface_count = max(spec.gaussians - spec.floaters, 64)
-    points, normals, colors, spacing = _sample_surfaces(rng, surface_count)
-    n = len(points)
-    quats = _quats_from_normals(normals)
-    log_scales = np.stack(
-        [np.log(spacing * 1.2), np.log(spacing * 1.2), np.full(n, math.log(0.002))], axis=1
-    ) + rng.normal(0, 0.1, (n, 3))
-    opacity = np.full(n, 3.0) + rng.normal(0, 0.3, n)
+    points, normals, colors, spacing = sample_surfaces(_room_surfaces(rng), surface_count)
+    quats, log_scales, opacity = flat_splats(rng, normals, spacing)
     floater_pts = _floaters(rng, spec.floaters)
     k = num_sh_rest(3)
     all_points = np.concatenate([points, floater_pts])
     all_colors = np.concatenate([colors, rng.uniform(0.6, 1.0, (spec.floaters, 3))])
-    all_quats = np.concatenate([quats, _unit(rng.normal(size=(spec.floaters, 4)))])
+    all_quats = np.concatenate([quats, unit(rng.normal(size=(spec.floaters, 4)))])
     all_scales = np.concatenate([log_scales, np.full((spec.floaters, 3), math.log(0.4))])
     all_opacity = np.concatenate([opacity, np.full(spec.floaters, -2.2)])  # ~0.10 opacity
     sh_rest = rng.normal(0, 0.03, (len(all_points), k, 3))
@@ -90,12 +86,12 @@ def make_scene(spec: SceneSpec = SceneSpec()) -> SyntheticScene:
     c2w = _camera_loop(spec.cameras)
     c2w = np.concatenate([tilt @ c2w[:, :, :3], (tilt @ c2w[:, :, 3:])], axis=2)
     gaussians = Gaussians(
-        means=_f32(all_points @ tilt.T),
-        quats=_f32(_quat_multiply(_quat_from_matrix(tilt), all_quats)),
-        log_scales=_f32(all_scales),
-        opacity_logits=_f32(all_opacity),
-        sh_dc=_f32((all_colors - 0.5) / SH_C0),
-        sh_rest=_f32(sh_rest),
+        means=f32(all_points @ tilt.T),
+        quats=f32(quat_multiply(quat_from_matrix(tilt), all_quats)),
+        log_scales=f32(all_scales),
+        opacity_logits=f32(all_opacity),
+        sh_dc=f32((all_colors - 0.5) / SH_C0),
+        sh_rest=f32(sh_rest),
     )
     width, height = spec.image_size
     return SyntheticScene(
@@ -130,15 +126,26 @@ def write_synthetic_run(
 # --- scene geometry -------------------------------------------------------------------------
 
 
-def _sample_surfaces(rng: np.random.Generator, count: int):
-    """Points, normals, colours and spacing on the floor, two walls and four objects."""
+Sampler = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""m → points [m,3], normals [m,3], colours [m,3] of m samples on one surface."""
+
+
+def _room_surfaces(rng: np.random.Generator) -> list[tuple[float, Sampler]]:
+    """(area, sampler) of the floor, two walls and four objects."""
     sx, sy, sz = ROOM_SIZE
-    surfaces = [  # (area, sampler)
+    return [
         (sx * sy, lambda m: _floor(rng, m)),
         (sx * sz, lambda m: _wall(rng, m, axis=1)),
         (sy * sz * 0.6, lambda m: _wall(rng, m, axis=0)),
         *((area, sampler) for area, sampler in _objects(rng)),
     ]
+
+
+def sample_surfaces(surfaces: list[tuple[float, Sampler]], count: int):
+    """About ``count`` points spread over the surfaces by area: points, normals, colours, spacing [m].
+
+    The first surface absorbs the rounding; every surface gets at least 8 points.
+    """
     areas = np.array([a for a, _ in surfaces])
     counts = np.maximum((areas / areas.sum() * count).astype(int), 8)
     counts[0] += count - counts.sum()
@@ -146,6 +153,21 @@ def _sample_surfaces(rng: np.random.Generator, count: int):
     points, normals, colors = (np.concatenate(x) for x in zip(*parts, strict=True))
     spacing = np.concatenate([np.full(m, math.sqrt(a / m)) for a, m in zip(areas, counts, strict=True)])
     return points, normals, colors, spacing
+
+
+def flat_splats(rng: np.random.Generator, normals: np.ndarray, spacing: np.ndarray, spread: float = 1.2):
+    """Quaternions, log scales and opacity logits of opaque disks lying in their surface.
+
+    Each disk's radius is ``spread`` times the spacing of its surface's samples, so that the disks
+    overlap into a closed surface; the thin axis (2 mm) is the normal.
+    """
+    n = len(normals)
+    quats = quats_from_normals(normals)
+    log_scales = np.stack(
+        [np.log(spacing * spread), np.log(spacing * spread), np.full(n, math.log(0.002))], axis=1
+    ) + rng.normal(0, 0.1, (n, 3))
+    opacity = np.full(n, 3.0) + rng.normal(0, 0.3, n)
+    return quats, log_scales, opacity
 
 
 def _floor(rng: np.random.Generator, m: int):
@@ -185,11 +207,18 @@ def _objects(rng: np.random.Generator):
     for name, (cx, cy), size in boxes:
         w, d, h = size
         area = 2 * (w * d + w * h + d * h)
-        yield area, (lambda m, c=(cx, cy, h / 2), s=(w, d, h), n=name: _box(rng, m, c, s, OBJECT_COLORS[n]))
-    yield 4 * math.pi * 0.45**2, (lambda m: _sphere(rng, m, (-0.6, 1.1, 0.45), 0.45, OBJECT_COLORS["green"]))
+        yield (
+            area,
+            (lambda m, c=(cx, cy, h / 2), s=(w, d, h), n=name: sample_box(rng, m, c, s, OBJECT_COLORS[n])),
+        )
+    yield (
+        4 * math.pi * 0.45**2,
+        (lambda m: sample_sphere(rng, m, (-0.6, 1.1, 0.45), 0.45, OBJECT_COLORS["green"])),
+    )
 
 
-def _box(rng, m, center, size, color):
+def sample_box(rng, m, center, size, color):
+    """m points on the faces of an axis-aligned box standing at ``center``, textured in ``color``."""
     half = np.asarray(size) / 2
     face_axis = rng.integers(0, 3, m)
     sign = rng.choice([-1.0, 1.0], m)
@@ -197,20 +226,22 @@ def _box(rng, m, center, size, color):
     local[np.arange(m), face_axis] = sign * half[face_axis]
     normals = np.zeros((m, 3))
     normals[np.arange(m), face_axis] = sign
-    return local + center, normals, _textured(rng, m, color)
+    return local + center, normals, textured(rng, m, color)
 
 
-def _sphere(rng, m, center, radius, color):
-    normals = _unit(rng.normal(size=(m, 3)))
-    return np.asarray(center) + radius * normals, normals, _textured(rng, m, color)
+def sample_sphere(rng, m, center, radius, color):
+    """m points on a sphere, textured in ``color``."""
+    normals = unit(rng.normal(size=(m, 3)))
+    return np.asarray(center) + radius * normals, normals, textured(rng, m, color)
 
 
-def _textured(rng, m, color):
+def textured(rng, m, color):
+    """m colours around ``color``: brightness and per-channel noise, so surfaces read as texture."""
     return np.clip(np.asarray(color) * rng.uniform(0.75, 1.1, (m, 1)) + rng.normal(0, 0.04, (m, 3)), 0, 1)
 
 
 def _floaters(rng: np.random.Generator, count: int) -> np.ndarray:
-    direction = _unit(rng.normal(size=(count, 3)) + [0, 0, 0.5])
+    direction = unit(rng.normal(size=(count, 3)) + [0, 0, 0.5])
     return direction * rng.uniform(25, 45, (count, 1))
 
 
@@ -219,8 +250,8 @@ def _camera_loop(count: int) -> np.ndarray:
     angles = np.linspace(0, 2 * math.pi, count, endpoint=False)
     positions = np.column_stack([1.9 * np.cos(angles), 1.5 * np.sin(angles), np.full(count, EYE_HEIGHT)])
     target = np.array([0.0, 0.0, 0.8])
-    back = _unit(positions - target)
-    right = _unit(np.cross([0.0, 0.0, 1.0], back))
+    back = unit(positions - target)
+    right = unit(np.cross([0.0, 0.0, 1.0], back))
     up = np.cross(back, right)
     return np.stack([right, up, back, positions], axis=2)
 
@@ -228,7 +259,8 @@ def _camera_loop(count: int) -> np.ndarray:
 # --- rotations ------------------------------------------------------------------------------
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v: np.ndarray) -> np.ndarray:
+    """Vectors scaled to length 1 along the last axis."""
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
@@ -237,23 +269,25 @@ def _rotation_x(angle: float) -> np.ndarray:
     return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def _quats_from_normals(normals: np.ndarray) -> np.ndarray:
+def quats_from_normals(normals: np.ndarray) -> np.ndarray:
     """w,x,y,z quaternions turning +z (the disk's thin axis) onto each normal."""
     w = 1.0 + normals[:, 2]
     q = np.column_stack([w, -normals[:, 1], normals[:, 0], np.zeros(len(normals))])
     flipped = w < 1e-6
     q[flipped] = [0.0, 1.0, 0.0, 0.0]
-    return _unit(q)
+    return unit(q)
 
 
-def _quat_from_matrix(r: np.ndarray) -> np.ndarray:
+def quat_from_matrix(r: np.ndarray) -> np.ndarray:
+    """The w,x,y,z quaternion of a rotation matrix that is not a half turn."""
     w = math.sqrt(max(1.0 + np.trace(r), 1e-12)) / 2
     return np.array(
         [w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)]
     )
 
 
-def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton products a ⊗ b of one quaternion ``a`` (4,) with many ``b`` [N,4]."""
     aw, ax, ay, az = a
     bw, bx, by, bz = b.T
     return np.column_stack(
@@ -266,7 +300,8 @@ def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def _f32(a: np.ndarray) -> torch.Tensor:
+def f32(a: np.ndarray) -> torch.Tensor:
+    """A contiguous float32 CPU tensor of an array."""
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
