@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras
 
-from splat_render.framing import SceneFrame, frame_scene, inside_box, normalized
+from splat_render.framing import MIN_OPACITY, SceneFrame, frame_scene, inside_box, normalized
 from splat_render.gaussians import Gaussians
 from splat_render.raster import blending_weights
 from splat_render.views import NEAR_PLANE, gsplat_cameras
@@ -60,6 +60,9 @@ INSIDE_OUT_SURROUND = 0.75
 """Inside-out when, for the median camera, content lies in at least 3/4 of the directions around it."""
 
 MAX_SURROUND_CAMERAS, SURROUND_POINTS = 64, 20_000
+
+DENSITY_GRID, DENSITY_SHARE = 48, 0.1
+"""Without cameras: voxels of 1/48 of the cloud's extent, kept above a tenth of the dense voxels' count."""
 
 
 @dataclass(frozen=True)
@@ -145,18 +148,19 @@ def analyze_scene(
     means = gaussians.means.cpu().numpy()
     opacities = gaussians.opacities().cpu().numpy()
     if cameras is None:
-        everything = np.ones(len(means), dtype=bool)
-        frame = frame_scene(means, opacities, None, up=up)
+        content = dense_points(means, opacities)
+        frame = frame_scene(means[content], opacities[content], None, up=up)
+        shown = content | inside_box(frame, means, SHOWN_BOX_MARGIN)
         return SceneAnalysis(
-            everything,
-            everything,
-            everything,
+            np.ones(len(means), dtype=bool),
+            shown,
+            content,
             frame,
             "unknown",
             None,
             None,
             0.0,
-            "no training cameras: framed from geometry",
+            f"no training cameras: framed from the {content.mean():.0%} of gaussians on dense surfaces",
         )
     if observation is None:
         observation = observe(gaussians, cameras)
@@ -175,6 +179,30 @@ def analyze_scene(
     )
     shown = observed | inside_box(frame, means, SHOWN_BOX_MARGIN)
     return SceneAnalysis(observed, shown, content, frame, capture, focus_point(c2w), c2w, surround, reason)
+
+
+def dense_points(means: np.ndarray, opacities: np.ndarray) -> np.ndarray:
+    """Boolean [N]: gaussians in voxels of surface-like density, without cameras the best guess at content.
+
+    Surfaces pack gaussians densely; residue that no camera constrained is spread thin through a
+    volume. Voxels are kept that hold at least DENSITY_SHARE of the count of the voxels that hold
+    the densest 30 % of the gaussians: every surface of a scan, none of a thin cloud around it.
+    """
+    usable = np.isfinite(means).all(axis=1) & (opacities >= MIN_OPACITY)
+    points = means[usable]
+    if len(points) < 100:
+        return usable
+    low, high = np.percentile(points, [1, 99], axis=0)
+    size = max((high - low).max() / DENSITY_GRID, 1e-9)
+    cells = np.floor((points - low) / size).astype(np.int64)
+    inside = np.all((cells >= 0) & (cells < DENSITY_GRID), axis=1)
+    keys = (cells[:, 0] * DENSITY_GRID + cells[:, 1]) * DENSITY_GRID + cells[:, 2]
+    _, voxel, counts = np.unique(np.where(inside, keys, -1), return_inverse=True, return_counts=True)
+    per_point = counts[voxel].astype(np.float64)
+    dense_count = np.quantile(per_point[inside], 0.7)  # the voxel count at the densest 30 % of points
+    dense = np.zeros(len(means), dtype=bool)
+    dense[np.flatnonzero(usable)] = inside & (per_point >= DENSITY_SHARE * dense_count)
+    return dense if dense.sum() >= 100 else usable
 
 
 def surrounding_share(points: np.ndarray, frame: SceneFrame, positions: np.ndarray) -> float:

@@ -175,7 +175,7 @@ def run_preview(args: argparse.Namespace) -> int:
     console.print(
         f"path: {report.path_kind} ({report.path_reason}); up from {analysis.frame.up_source}\n"
         f"drew {report.drawn:,} of {report.gaussians:,} gaussians"
-        f"{'' if report.drawn == report.gaussians else ' (the rest no training view saw)'}\n"
+        f"{'' if report.drawn == report.gaussians else ' (the rest: residue outside what was captured)'}\n"
         f"[bold green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height} "
         f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, on {report.device}{stills}\n"
         f"stages: {stages}",

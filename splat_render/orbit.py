@@ -35,7 +35,7 @@ DEFAULT_ELEVATION = {"orbit": 35.0, "dollhouse": 45.0}  # a dollhouse looks down
 ROBUST_SHARE = 0.01
 """Share of the content's points allowed outside the fitted extent on each side (stray residue)."""
 
-MAX_REACH = 0.94
+MAX_REACH = 0.9
 """No robust content point lies further than this from the image centre, as a share of the half
 frame (the rest is room for the splats' own size): what is cut off is at most a sliver."""
 

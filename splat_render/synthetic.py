@@ -64,7 +64,7 @@ class SyntheticRun:
     checkpoint: Path
     ply: Path
     transforms: Path
-    scene: SyntheticScene
+    scene: SyntheticScene | None  # None for a run written from other gaussians
 
 
 def make_scene(spec: SceneSpec = SceneSpec()) -> SyntheticScene:
@@ -112,14 +112,26 @@ def write_synthetic_run(
     Paths inside config.yml are stored relative to the job root, as ``ns-train`` stores them when
     run from there: the loader has to cope with that.
     """
-    job_root = Path(job_root)
     scene = make_scene(spec)
-    transforms = _write_transforms(job_root / DATA_DIR, scene)
-    run_dir = job_root / RUN_DIR
-    config = _write_config(run_dir)
-    checkpoint = _write_checkpoint(job_root, config, scene.gaussians, step)
+    return write_run(job_root, scene.gaussians, scene.camera_c2w, scene.focal, scene.image_size, scene, step)
+
+
+def write_run(
+    job_root: Path | str,
+    gaussians: Gaussians,
+    camera_c2w: np.ndarray,  # [M,3,4] OpenGL training cameras
+    focal: float,
+    image_size: tuple[int, int],
+    scene: SyntheticScene | None = None,
+    step: int = 2999,
+) -> SyntheticRun:
+    """Write any gaussians and training cameras as a splatfacto run in the pipeline's layout."""
+    job_root = Path(job_root)
+    transforms = _write_transforms(job_root / DATA_DIR, camera_c2w, focal, image_size)
+    config = _write_config(job_root / RUN_DIR)
+    checkpoint = _write_checkpoint(job_root, config, gaussians, step)
     ply = job_root / PLY_PATH
-    write_gaussians(ply, scene.gaussians)
+    write_gaussians(ply, gaussians)
     return SyntheticRun(job_root, config, checkpoint, ply, transforms, scene)
 
 
@@ -308,18 +320,20 @@ def f32(a: np.ndarray) -> torch.Tensor:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _write_transforms(data_dir: Path, scene: SyntheticScene) -> Path:
-    width, height = scene.image_size
+def _write_transforms(
+    data_dir: Path, camera_c2w: np.ndarray, focal: float, image_size: tuple[int, int]
+) -> Path:
+    width, height = image_size
     frames = []
-    for i, c2w in enumerate(scene.camera_c2w):
+    for i, c2w in enumerate(camera_c2w):
         matrix = np.vstack([c2w, [0, 0, 0, 1]])
         frames.append({"file_path": f"images/frame_{i + 1:05d}.jpg", "transform_matrix": matrix.tolist()})
     data = {
         "camera_model": "OPENCV",
         "w": width,
         "h": height,
-        "fl_x": scene.focal,
-        "fl_y": scene.focal,
+        "fl_x": focal,
+        "fl_y": focal,
         "cx": width / 2,
         "cy": height / 2,
         "k1": 0.0,

@@ -13,9 +13,10 @@ from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.gaussians import Gaussians
 from splat_render.orbit import look_at
 from splat_render.ply import read_gaussians
-from splat_render.raster import RenderSettings, render_batch, viewmats_from_c2w
+from splat_render.raster import RenderSettings, render_batch
 from splat_render.sheet import yuv420_to_rgb
 from splat_render.synthetic import ROOM_SIZE
+from splat_render.views import viewmats_from_c2w
 from splat_render.yuv import rgb_to_yuv420
 
 SMALL = {"gaussians": 3000, "cameras": 24, "image_size": (64, 48)}
