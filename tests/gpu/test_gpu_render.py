@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from splat_render.orbit import OrbitSpec
-from splat_render.preview import load_scene, plan_path
-from splat_render.raster import RenderSettings, render_batch, render_frames, viewmats_from_c2w
+from splat_render.analysis import observe
+from splat_render.captures import closed_room
+from splat_render.orbit import PathSpec
+from splat_render.preview import PreviewSpec, load_scene, plan_preview
+from splat_render.raster import RenderSettings, render_batch, render_frames
 from splat_render.synthetic import RUN_DIR, SceneSpec, write_synthetic_run
+from splat_render.views import pinhole_cameras, viewmats_from_c2w
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -30,7 +33,8 @@ def gpu_run(tmp_path_factory):
 
 def orbit_cameras(config, width, height, frames=90, pick=(0, 23, 47, 71)):
     scene = load_scene(config, None, CUDA)
-    _, path = plan_path(scene, OrbitSpec(frames=frames, width=width, height=height))
+    spec = PreviewSpec(path=PathSpec(kind="orbit", frames=frames, width=width, height=height))
+    path = plan_preview(scene, spec).path
     c2w = torch.as_tensor(path.c2w[list(pick)], dtype=torch.float32, device=CUDA)
     K = torch.as_tensor(path.intrinsics(), dtype=torch.float32, device=CUDA)
     return scene, c2w, K
@@ -91,9 +95,8 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_frame(gpu_run):
     config = gpu_run.job_root / RUN_DIR / "config.yml"
     width, height = 1920, 1080
     scene, c2w, K = orbit_cameras(config, width, height, frames=90, pick=tuple(range(0, 90, 3)))
-    reference = torch.cat(
-        [b.cpu() for b in render_frames(scene.gaussians, c2w, K, width, height, scene.settings, 2)]
-    )
+    cameras = pinhole_cameras(c2w, K[0, 0].item(), width, height).to(CUDA)
+    reference = torch.cat([b.cpu() for b in render_frames(scene.gaussians, cameras, scene.settings, 2)])
     torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info()
     ballast = torch.empty(
@@ -102,7 +105,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_frame(gpu_run):
     try:
         sizes = []
         frames = []
-        for batch in render_frames(scene.gaussians, c2w, K, width, height, scene.settings, batch_size=30):
+        for batch in render_frames(scene.gaussians, cameras, scene.settings, batch_size=30):
             sizes.append(len(batch))
             frames.append(batch.cpu())
             del batch
@@ -128,3 +131,17 @@ def test_cli_renders_1080p_on_cuda(gpu_run, tmp_path):
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (1920, 1080)
         assert sum(1 for _ in container.decode(stream)) == 90
+
+
+def test_observation_on_cuda_agrees_with_the_cpu_reference():
+    """gsplat's backward pass and the CPU compositor measure the same blending weights."""
+    room = closed_room(gaussians=20_000, cameras=12, image_size=(160, 120))
+    cameras = pinhole_cameras(torch.from_numpy(room.camera_c2w), room.focal, room.width, room.height)
+    on_gpu = observe(room.gaussians.to(CUDA), cameras)
+    on_cpu = observe(room.gaussians, cameras)
+    total = on_cpu.weight.sum()
+    assert abs(on_gpu.weight.sum() / total - 1) < 0.02
+    assert np.abs(on_gpu.weight - on_cpu.weight).sum() / total < 0.05
+    assert ((on_gpu.weight >= 1) == (on_cpu.weight >= 1)).mean() > 0.98
+    assert on_gpu.weight[room.residue].max() < 1  # the sky outside the closed room: never seen
+    assert (on_gpu.weight[room.subject] >= 1).mean() > 0.5
