@@ -95,8 +95,8 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
             "preview",
             weight=5,
             run=partial(render_preview, root, options.preview_renderer, options.preview_timeout_s),
-            outputs=(layout.PREVIEW,),
-            expected=(str(layout.PREVIEW),),
+            outputs=(layout.PREVIEW, layout.POSTER),
+            expected=(str(layout.PREVIEW), str(layout.POSTER)),
             best_effort=True,
         ),
     )

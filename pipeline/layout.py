@@ -23,5 +23,6 @@ SPLAT_PLY = SPLATTER / "splat.ply"
 ROTATED_PLY = SPLATTER / "splat_rot.ply"
 SPLAT_FILE = SPLATTER / "splat_rot.splat"
 PREVIEW = SPLATTER / "preview.mp4"
+POSTER = SPLATTER / "preview.jpg"
 
 STAGE_MARKERS = Path(".pipeline")

@@ -1,4 +1,4 @@
-"""Step 7: the orbit preview video, rendered by ``splat_render`` in a child process.
+"""Step 7: the preview video and its poster, rendered by ``splat_render`` in a child process.
 
 A child process, not an import: the renderer loads CUDA, nerfstudio and a video encoder, and a crash
 or hang there must not take the job down with it. The command is killed with its process group when
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline.commands import run_command
-from pipeline.layout import CONFIG, PREVIEW, SPLAT_PLY
+from pipeline.layout import CONFIG, POSTER, PREVIEW, SPLAT_PLY
 
 DEFAULT_RENDERER = (sys.executable, "-m", "splat_render", "preview")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where ``splat_render`` lives when not installed
@@ -24,6 +24,7 @@ def preview_command(root: Path, renderer: tuple[str, ...]) -> list[str]:
         "--config", str(root / CONFIG),
         "--ply", str(root / SPLAT_PLY),
         "--output", str(root / PREVIEW),
+        "--poster", str(root / POSTER),
     ]  # fmt: skip
 
 

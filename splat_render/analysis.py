@@ -49,8 +49,9 @@ MIN_NEAR_SHARE = 0.3
 DEPTH_STEP = math.log(1.05)  # 5 % depth bins for the per-view quantiles
 DEPTH_RANGE = (1e-3, 1e6)
 
-VIEW_BUDGET = 2 * 2**30
-"""GPU memory for one call of the observation pass, at about 160 bytes per (view, gaussian)."""
+VIEW_BUDGET = 12 * 2**30
+"""GPU memory for one call of the observation pass (at most a third of what is free), at about 160
+bytes per (view, gaussian): large batches, since per-call costs dominate at millions of gaussians."""
 
 SURROUND_BAND = 0.25
 """Content within this fraction of the box height of a camera's own height is 'around' that camera."""
@@ -90,8 +91,8 @@ def observe(gaussians: Gaussians, cameras: Cameras) -> Observation:
     """Render the training views at low resolution and sum what each gaussian contributed to them."""
     device = gaussians.device
     cameras = cameras.to(device)
-    widths = cameras.width.reshape(-1).to(torch.float32)
-    heights = cameras.height.reshape(-1).to(torch.float32)
+    widths = cameras.width.reshape(-1).to(device, torch.float32)
+    heights = cameras.height.reshape(-1).to(device, torch.float32)
     scale = min(1.0, ANALYSIS_SIZE / float(max(widths[0], heights[0])))
     width, height = max(1, round(float(widths[0]) * scale)), max(1, round(float(heights[0]) * scale))
     viewmats, Ks = gsplat_cameras(cameras)
@@ -115,7 +116,8 @@ def observe(gaussians: Gaussians, cameras: Cameras) -> Observation:
 def views_per_call(gaussians: int, device: torch.device) -> int:
     if device.type != "cuda":
         return 8
-    return int(np.clip(VIEW_BUDGET // (160 * max(gaussians, 1)), 1, 64))
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(np.clip(min(VIEW_BUDGET, free // 3) // (160 * max(gaussians, 1)), 1, 64))
 
 
 def weighted_depth_quantile(depth: torch.Tensor, weight: torch.Tensor, q: float) -> torch.Tensor:

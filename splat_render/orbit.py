@@ -35,6 +35,9 @@ DEFAULT_ELEVATION = {"orbit": 35.0, "dollhouse": 45.0}  # a dollhouse looks down
 ROBUST_SHARE = 0.01
 """Share of the content's points allowed outside the fitted extent on each side (stray residue)."""
 
+REACH_SHARE = 0.002
+"""Share of the content's points that may lie beyond MAX_REACH (cut off at the frame's edge)."""
+
 MAX_REACH = 0.9
 """No robust content point lies further than this from the image centre, as a share of the half
 frame (the rest is room for the splats' own size): what is cut off is at most a sliver."""
@@ -304,16 +307,16 @@ def _fitted_distances(
     local = np.einsum("fji,sj->fsi", rotations, local_points)  # [F,S,3] in camera axes at the target
     # Hidden points are moved to the target itself: they sit mid-frame, inside every quantile.
     local = np.where(visible[..., None], local, 0.0)
-    quantiles = [ROBUST_SHARE, 1 - ROBUST_SHARE]
+    quantiles = [ROBUST_SHARE, 1 - ROBUST_SHARE, REACH_SHARE, 1 - REACH_SHARE]
 
     def measure(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth = distance[:, None] - local[..., 2]
         behind = np.mean(visible & (depth <= 0), axis=1) > ROBUST_SHARE  # content behind the camera
         u = local[..., 0] / (np.maximum(depth, 1e-9) * tan_x)
         v = local[..., 1] / (np.maximum(depth, 1e-9) * tan_y)
-        low, high = np.quantile(np.stack([u, v]), quantiles, axis=2)  # each [2,F]
+        low, high, outer_low, outer_high = np.quantile(np.stack([u, v]), quantiles, axis=2)  # each [2,F]
         span = ((high - low) / 2).max(axis=0)
-        reach = np.maximum(np.abs(low), np.abs(high)).max(axis=0)
+        reach = np.maximum(np.abs(outer_low), np.abs(outer_high)).max(axis=0)
         return np.where(behind, np.inf, span), np.where(behind, np.inf, reach)
 
     size = np.quantile(np.linalg.norm(local_points, axis=1), 1 - ROBUST_SHARE)

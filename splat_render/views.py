@@ -48,11 +48,10 @@ def viewmats_from_c2w(c2w: torch.Tensor) -> torch.Tensor:
     return viewmats
 
 
-def gsplat_cameras(cameras: Cameras, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """World-to-camera [C,4,4] and intrinsics [C,3,3] (scaled by ``scale``, for smaller images), float32."""
+def gsplat_cameras(cameras: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-to-camera [C,4,4] and intrinsics [C,3,3] of a batch of cameras, float32, on their device."""
     viewmats = viewmats_from_c2w(cameras.camera_to_worlds.reshape(-1, 3, 4).to(torch.float32))
-    Ks = cameras.get_intrinsics_matrices().reshape(-1, 3, 3).to(torch.float32).clone()
-    Ks[:, :2] *= scale
+    Ks = cameras.get_intrinsics_matrices().reshape(-1, 3, 3).to(viewmats.device, torch.float32)
     return viewmats, Ks
 
 

@@ -58,7 +58,7 @@ FAKE_OUTPUTS = {
     "ns-export": str(layout.SPLAT_PLY),
 }
 
-# The preview renderer's stand-in: `fake_preview.py MODE --config C --ply P --output O`.
+# The preview renderer's stand-in: `fake_preview.py MODE --config C --ply P --output O --poster J`.
 FAKE_PREVIEW = """\
 import json, subprocess, sys, time
 from pathlib import Path
@@ -68,6 +68,7 @@ record = Path(__file__).with_name("preview_call.json")
 if mode == "ok":
     record.write_text(json.dumps(options))
     Path(options["--output"]).write_bytes(b"not really an mp4")
+    Path(options["--poster"]).write_bytes(b"not really a jpeg")
 elif mode == "crash":
     raise RuntimeError("CUDA error: out of memory")
 elif mode == "hang":

@@ -70,7 +70,7 @@ def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, f
     assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
     expected = [f"[PROGRESS] stage={s} pct={p}" for s, p in zip([*STAGES, "done"], percents, strict=True)]
     assert result.progress() == expected
-    for path in (layout.SPLAT_PLY, layout.ROTATED_PLY, layout.SPLAT_FILE, layout.PREVIEW):
+    for path in (layout.SPLAT_PLY, layout.ROTATED_PLY, layout.SPLAT_FILE, layout.PREVIEW, layout.POSTER):
         assert (job_root / path).is_file(), path
     assert (job_root / layout.SPLAT_FILE).stat().st_size == 32 * 2000
     assert len(list((job_root / layout.FRAMES).glob("*.jpg"))) == 5
@@ -78,6 +78,7 @@ def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, f
         "--config": str(job_root / layout.CONFIG),
         "--ply": str(job_root / layout.SPLAT_PLY),
         "--output": str(job_root / layout.PREVIEW),
+        "--poster": str(job_root / layout.POSTER),
     }
 
 
