@@ -16,9 +16,10 @@ import torch
 from splat_render import captures
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.orbit import look_at
-from splat_render.raster import RenderSettings, render_batch, viewmats_from_c2w
+from splat_render.raster import RenderSettings, render_batch
 from splat_render.sheet import write_image
 from splat_render.synthetic import OBJECT_COLORS
+from splat_render.views import viewmats_from_c2w
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu-pipeline-check"
 
