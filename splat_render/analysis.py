@@ -4,8 +4,10 @@ A trained splat carries gaussians no camera ever saw (residue of random initiali
 a room's walls, sky behind them). A gaussian counts as observed when it shows in the training views:
 its blending weight (alpha times transmittance, occlusion included) summed over low-resolution renders
 of every training view, the significance score pruning methods use. Of what was observed, the
-foreground is what the cameras saw near: in each view, anything further than FAR_FACTOR times the
-view's near depth is background there (sky, a far street through a window).
+foreground is what the cameras saw near: a gaussian whose typical viewing depth (the geometric mean
+over the views, weighted by what each saw of it) exceeds FAR_FACTOR times the capture's near depth
+(the median over the views of each view's 30th-percentile depth) is background: sky, a far street
+through a window, the dome around a room seen through its open side.
 
 The observed foreground is the content a preview frames. What no view saw is not drawn, except inside
 the content's box: there it is what furniture hid from every camera (the floor under a table), and
@@ -27,7 +29,7 @@ from nerfstudio.cameras.cameras import Cameras
 from splat_render.framing import MIN_OPACITY, SceneFrame, frame_scene, inside_box, normalized
 from splat_render.gaussians import Gaussians
 from splat_render.raster import blending_weights
-from splat_render.views import NEAR_PLANE, gsplat_cameras
+from splat_render.views import NEAR_PLANE, camera_centers, gsplat_cameras
 
 CaptureType = Literal["outside-in", "inside-out", "unknown"]
 
@@ -38,13 +40,11 @@ MIN_WEIGHT = 1.0
 """A gaussian that adds up to less than one analysis pixel over all training views was not observed."""
 
 NEAR_QUANTILE, FAR_FACTOR = 0.3, 3.0
-"""A view's near depth is the weighted 30th percentile of the depths it saw; three times that is far."""
+"""A view's near depth is the weighted 30th percentile of the distances it saw; the capture's is the
+median of its views'; three times that is far."""
 
 SHOWN_BOX_MARGIN = 0.05
 """Unobserved gaussians within the content's box grown by this share are still drawn."""
-
-MIN_NEAR_SHARE = 0.3
-"""A gaussian is foreground when at least this share of its weight comes from views that saw it near."""
 
 DEPTH_STEP = math.log(1.05)  # 5 % depth bins for the per-view quantiles
 DEPTH_RANGE = (1e-3, 1e6)
@@ -68,10 +68,12 @@ DENSITY_GRID, DENSITY_SHARE = 48, 0.1
 
 @dataclass(frozen=True)
 class Observation:
-    """Per gaussian [N]: blending weight summed over the training views, and the part of it seen near."""
+    """Per gaussian [N]: blending weight summed over the training views, and the depth it was seen at
+    (geometric mean, weighted); the capture's near depth."""
 
     weight: np.ndarray
-    near_weight: np.ndarray
+    depth: np.ndarray
+    near_depth: float
 
 
 @dataclass(frozen=True)
@@ -100,17 +102,21 @@ def observe(gaussians: Gaussians, cameras: Cameras) -> Observation:
     Ks[:, 1] *= (height / heights)[:, None]
     means = gaussians.means
     weight = torch.zeros(len(gaussians), device=device)
-    near_weight = torch.zeros(len(gaussians), device=device)
+    log_depth = torch.zeros(len(gaussians), device=device)
+    near_depths = []
     per_call = views_per_call(len(gaussians), device)
     for start in range(0, len(viewmats), per_call):
         views = slice(start, start + per_call)
         seen = blending_weights(gaussians, viewmats[views], Ks[views], width, height)  # [C,N]
-        depth = viewmats[views, 2:3, :3] @ means.T + viewmats[views, 2:3, 3:]  # [C,1,N]
-        depth = depth[:, 0]
-        far = FAR_FACTOR * weighted_depth_quantile(depth, seen, NEAR_QUANTILE)
+        # Distance, not depth along the axis: a large splat can show in a view while its centre
+        # lies far off to the side, at a small depth.
+        depth = torch.cdist(camera_centers(viewmats[views]), means)  # [C,N]
+        near_depths.append(weighted_depth_quantile(depth, seen, NEAR_QUANTILE))
         weight += seen.sum(0)
-        near_weight += torch.where(depth <= far[:, None], seen, 0.0).sum(0)
-    return Observation(weight.cpu().numpy(), near_weight.cpu().numpy())
+        log_depth += (seen * torch.log(depth.clamp_min(NEAR_PLANE))).sum(0)
+    mean_depth = torch.exp(log_depth / weight.clamp_min(1e-12))
+    near_depth = torch.cat(near_depths).median().item()
+    return Observation(weight.cpu().numpy(), mean_depth.cpu().numpy(), near_depth)
 
 
 def views_per_call(gaussians: int, device: torch.device) -> int:
@@ -167,7 +173,7 @@ def analyze_scene(
     if observation is None:
         observation = observe(gaussians, cameras)
     observed = observation.weight >= MIN_WEIGHT
-    content = observed & (observation.near_weight >= MIN_NEAR_SHARE * observation.weight)
+    content = observed & (observation.depth <= FAR_FACTOR * observation.near_depth)
     if not content.any():  # nothing seen near: fall back to everything seen, then to all
         content = observed if observed.any() else np.ones(len(means), dtype=bool)
     c2w = cameras.camera_to_worlds.reshape(-1, 3, 4).cpu().numpy().astype(np.float64)

@@ -26,9 +26,9 @@ left under half of that is residue that barely shows in a render."""
 BOX_PERCENTILES = (2.0, 98.0)
 """Per-axis range of the robust box: floaters up to 2 % of the gaussians on each side cannot move it."""
 
-MAX_POINTS = 1_000_000
+MAX_POINTS = 250_000
 """Statistics use at most this many gaussians (an even stride through them): percentiles of a
-million points are exact to far below a pixel, and 3 M gaussians frame in well under a second."""
+quarter million points are exact to far below a pixel, and 3 M gaussians frame in a fraction of a second."""
 
 SAMPLE_POINTS = 10_000
 """Points used by the searches (the floor plane, the box orientation), each trying hundreds of candidates."""

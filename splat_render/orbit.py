@@ -189,7 +189,14 @@ def ring_path(
     if ceiling is not None:
         cuts = np.concatenate([cuts, np.broadcast_to(ceiling, (len(cuts), 1, *ceiling.shape))], axis=1)
     visible = ~hidden_by_cuts(points, cuts)
-    distances = _fitted_distances(rotations, points - target, visible, spec, closed=arc_note == "loop")
+    closed = arc_note == "loop"
+    distances = _fitted_distances(rotations, directions, points - target, visible, spec, closed)
+    # Perspective pushes the near side of the content off-centre: turn each camera (level) to the
+    # middle of the content's image and fit the distances again for those views, twice (the second
+    # turn is a fraction of the first).
+    for _ in range(2):
+        rotations = _centred(rotations, directions, distances, points - target, visible, frame.up, spec)
+        distances = _fitted_distances(rotations, directions, points - target, visible, spec, closed)
     positions = target + distances[:, None] * directions
     c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
     note = f"{reason}; {arc_note}" if reason else arc_note
@@ -294,27 +301,46 @@ def _occluder_cuts(
     return np.stack(walls, axis=1)
 
 
-def _fitted_distances(
+def _image_coordinates(
     rotations: np.ndarray,  # [F,3,3] camera axes (right, up, backward) as columns
+    directions: np.ndarray,  # [F,3] target → camera, unit
     local_points: np.ndarray,  # [S,3] content points relative to the target
     visible: np.ndarray,  # [F,S] which points each frame draws
+    spec: PathSpec,
+):
+    """A function of the distances [F] giving (u, v) [2,F,S] in half-frames and whether content lies
+    behind the camera [F]; hidden points sit at the image centre, inside every quantile."""
+    tan_y = math.tan(math.radians(spec.fov_y_deg) / 2)
+    tan_x = tan_y * spec.width / spec.height
+    local = np.einsum("fji,sj->fsi", rotations, local_points)  # [F,S,3] camera axes, origin at the target
+    along = np.einsum("fji,fj->fi", rotations, directions)  # [F,3] the camera's offset direction, same axes
+
+    def project(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        camera = local - distance[:, None, None] * along[:, None, :]  # [F,S,3] camera coordinates
+        depth = -camera[..., 2]
+        behind = np.mean(visible & (depth <= 0), axis=1) > ROBUST_SHARE
+        safe = np.maximum(depth, 1e-9)
+        uv = np.stack([camera[..., 0] / (safe * tan_x), camera[..., 1] / (safe * tan_y)])
+        return np.where(visible[None], uv, 0.0), behind
+
+    return project
+
+
+def _fitted_distances(
+    rotations: np.ndarray,
+    directions: np.ndarray,
+    local_points: np.ndarray,
+    visible: np.ndarray,
     spec: PathSpec,
     closed: bool,
 ) -> np.ndarray:
     """Per-frame distance from the target: the fill where it can be, smoothed, never cutting content."""
-    tan_y = math.tan(math.radians(spec.fov_y_deg) / 2)
-    tan_x = tan_y * spec.width / spec.height
-    local = np.einsum("fji,sj->fsi", rotations, local_points)  # [F,S,3] in camera axes at the target
-    # Hidden points are moved to the target itself: they sit mid-frame, inside every quantile.
-    local = np.where(visible[..., None], local, 0.0)
+    project = _image_coordinates(rotations, directions, local_points, visible, spec)
     quantiles = [ROBUST_SHARE, 1 - ROBUST_SHARE, REACH_SHARE, 1 - REACH_SHARE]
 
     def measure(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        depth = distance[:, None] - local[..., 2]
-        behind = np.mean(visible & (depth <= 0), axis=1) > ROBUST_SHARE  # content behind the camera
-        u = local[..., 0] / (np.maximum(depth, 1e-9) * tan_x)
-        v = local[..., 1] / (np.maximum(depth, 1e-9) * tan_y)
-        low, high, outer_low, outer_high = np.quantile(np.stack([u, v]), quantiles, axis=2)  # each [2,F]
+        uv, behind = project(distance)
+        low, high, outer_low, outer_high = np.quantile(uv, quantiles, axis=2)  # each [2,F]
         span = ((high - low) / 2).max(axis=0)
         reach = np.maximum(np.abs(outer_low), np.abs(outer_high)).max(axis=0)
         return np.where(behind, np.inf, span), np.where(behind, np.inf, reach)
@@ -324,6 +350,26 @@ def _fitted_distances(
     fitted = smooth_along(fitted, max(1.0, SMOOTHING * len(fitted)), closed)
     uncut = _solve(lambda d: measure(d)[1], MAX_REACH, size, len(rotations))
     return np.maximum(fitted, uncut)
+
+
+def _centred(
+    rotations: np.ndarray,
+    directions: np.ndarray,
+    distances: np.ndarray,
+    local_points: np.ndarray,
+    visible: np.ndarray,
+    up: np.ndarray,
+    spec: PathSpec,
+) -> np.ndarray:
+    """Rotations [F,3,3] turned, level, towards the middle of the content's robust image box."""
+    uv, _ = _image_coordinates(rotations, directions, local_points, visible, spec)(distances)
+    low, high = np.quantile(uv, [ROBUST_SHARE, 1 - ROBUST_SHARE], axis=2)  # [2,F] each
+    middle = (low + high) / 2
+    tan_y = math.tan(math.radians(spec.fov_y_deg) / 2)
+    tan_x = tan_y * spec.width / spec.height
+    looking = np.stack([middle[0] * tan_x, middle[1] * tan_y, -np.ones(len(distances))], axis=1)
+    forward = np.einsum("fij,fj->fi", rotations, looking)
+    return look_at(-forward, np.zeros(3), up)[:, :, :3]
 
 
 def _solve(measure, goal: float, size: float, frames: int, iterations: int = 14) -> np.ndarray:

@@ -21,6 +21,7 @@ from nerfstudio.cameras.cameras import Cameras
 from splat_render.analysis import SceneAnalysis, analyze_scene
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.errors import PreviewInputError
+from splat_render.framing import inside_box
 from splat_render.gaussians import Gaussians
 from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
@@ -32,6 +33,7 @@ from splat_render.yuv import rgb_to_yuv420
 
 QUEUE_DEPTH = 3  # finished batches waiting for the encoder
 SHEET_TILES = 12
+DOLLHOUSE_MARGIN = 0.1  # share of the room's half extents beyond its box still drawn in a dollhouse
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
         raise PreviewInputError(
             "give --config (a splatfacto config.yml) and/or --ply (an exported splat.ply)"
         )
-    up = None
+    up = None  # with a config the training cameras know up better than a PLY's blanket header
     if config is not None:
         from splat_render.model import load_splatfacto
 
@@ -107,7 +109,8 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
         from splat_render.ply import read_gaussians, vertical_axis
 
         gaussians = read_gaussians(ply).to(device)
-        up = vertical_axis(ply)
+        if config is None:
+            up = vertical_axis(ply)
     return Scene(gaussians, settings, cameras, up)
 
 
@@ -118,9 +121,12 @@ def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
     means = scene.gaussians.means.cpu().numpy()
     points = content_points(analysis, means, scene.gaussians.opacities().cpu().numpy())
     path = plan_path(analysis, points, spec.path)
+    shown = np.ones(len(means), dtype=bool) if spec.keep_unobserved else analysis.shown
+    if path.kind == "dollhouse":  # the room alone: what lies outside it was seen from inside, not from here
+        shown = shown & inside_box(analysis.frame, means, DOLLHOUSE_MARGIN)
     drawn = scene.gaussians
-    if not spec.keep_unobserved and not analysis.shown.all():
-        drawn = scene.gaussians.select(torch.as_tensor(analysis.shown, device=scene.gaussians.device))
+    if not shown.all():
+        drawn = scene.gaussians.select(torch.as_tensor(shown, device=scene.gaussians.device))
     return Plan(analysis, path, drawn, poster_frame(path, points, analysis.camera_c2w))
 
 

@@ -104,23 +104,22 @@ def test_distance_follows_the_frustum(frame: SceneFrame, box_points) -> None:
 def test_a_long_room_gets_an_ellipse(frame: SceneFrame, box_points) -> None:
     """Seen along its long side the box needs more distance than end on; the path follows smoothly."""
     path = orbit(frame, box_points, frames=120)
-    distances = np.linalg.norm(path.c2w[:, :, 3] - target_of(path), axis=1)
-    assert distances.max() / distances.min() > 1.1
+    distances = np.linalg.norm(path.c2w[:, :, 3] - frame.center, axis=1)
+    assert distances.max() / distances.min() > 1.05
     steps = np.abs(np.diff(np.concatenate([distances, distances[:1]]))) / distances.mean()
-    assert steps.max() < 0.02  # no jumps, also where the loop closes
+    assert steps.max() < 0.03  # no jumps, also where the loop closes
 
 
-def test_elevation_and_look_at(frame: SceneFrame, box_points) -> None:
+def test_elevation_and_the_content_centred(frame: SceneFrame, box_points) -> None:
     path = orbit(frame, box_points, elevation_deg=40)
-    target = target_of(path)
-    offsets = path.c2w[:, :, 3] - target
-    distances = np.linalg.norm(offsets, axis=1)
-    np.testing.assert_allclose(np.degrees(np.arcsin(offsets @ frame.up / distances)), 40, atol=1e-6)
-    forward = -path.c2w[:, :, 2]
-    miss = np.linalg.norm(np.cross(forward, -offsets), axis=1)  # target's distance from each optical axis
-    np.testing.assert_allclose(miss, 0, atol=1e-9 * distances.max())
-    assert (np.einsum("ni,ni->n", forward, -offsets) > 0).all()
-    assert np.linalg.norm(target - frame.center) < 0.05 * np.linalg.norm(frame.half_extent)
+    offsets = path.c2w[:, :, 3] - frame.center
+    elevations = np.degrees(np.arcsin(offsets @ frame.up / np.linalg.norm(offsets, axis=1)))
+    np.testing.assert_allclose(elevations, 40, atol=1.5)  # above the content's middle at the elevation
+    pixels, depths = project(path, box_points)
+    assert (depths > 0).all()
+    half = np.array([path.width / 2, path.height / 2])
+    low, high = np.quantile((pixels - half) / half, [0.01, 0.99], axis=1)
+    np.testing.assert_allclose((low + high) / 2, 0, atol=0.02)  # the content's image box is centred
 
 
 def test_bases_are_orthonormal_right_handed_and_level(frame: SceneFrame, box_points) -> None:
@@ -138,10 +137,12 @@ def test_bases_are_orthonormal_right_handed_and_level(frame: SceneFrame, box_poi
 def test_full_loop_closes_without_repeating_a_frame(frame: SceneFrame, box_points) -> None:
     path = orbit(frame, box_points, frames=120)
     assert path.reason == "loop"
-    azimuths = azimuths_deg(path, frame, target_of(path))
+    azimuths = azimuths_deg(path, frame)
     steps = np.diff(np.unwrap(np.radians(azimuths), period=2 * math.pi))
-    np.testing.assert_allclose(np.degrees(steps), 3.0)
-    assert (azimuths[0] - azimuths[-1]) % 360 == pytest.approx(3.0)  # the frame after the last is the first
+    np.testing.assert_allclose(np.degrees(steps), 3.0, atol=0.1)
+    assert (azimuths[0] - azimuths[-1]) % 360 == pytest.approx(
+        3.0, abs=0.1
+    )  # the one after the last is the first
     positions = path.c2w[:, :, 3]
     gaps = np.linalg.norm(positions[:, None] - positions[None], axis=-1) + np.eye(len(positions))
     assert gaps.min() > 1e-3
@@ -149,10 +150,10 @@ def test_full_loop_closes_without_repeating_a_frame(frame: SceneFrame, box_point
 
 def test_partial_arc_includes_both_ends(frame: SceneFrame, box_points) -> None:
     path = orbit(frame, box_points, frames=91, arc_deg=270, start_azimuth_deg=10)
-    swept = np.degrees(np.unwrap(np.radians(azimuths_deg(path, frame, target_of(path)))))
-    assert swept[0] == pytest.approx(10)
-    assert swept[-1] - swept[0] == pytest.approx(270)
-    np.testing.assert_allclose(np.diff(swept), 3.0)
+    swept = np.degrees(np.unwrap(np.radians(azimuths_deg(path, frame))))
+    assert swept[0] == pytest.approx(10, abs=0.5)
+    assert swept[-1] - swept[0] == pytest.approx(270, abs=0.5)
+    np.testing.assert_allclose(np.diff(swept), 3.0, atol=0.1)
 
 
 def ring_of_cameras(frame: SceneFrame, degrees: np.ndarray, radius: float = 6.0) -> np.ndarray:
@@ -167,7 +168,7 @@ def test_half_circle_capture_is_swept_there_and_back(frame: SceneFrame, box_poin
     """Cameras on half a circle: the path stays on their side (plus a margin) and comes back."""
     path = orbit(frame, box_points, ring_of_cameras(frame, np.linspace(0, 180, 25)))
     assert "sweeps" in path.reason
-    azimuths = np.degrees(np.unwrap(np.radians(azimuths_deg(path, frame, target_of(path)))))
+    azimuths = np.degrees(np.unwrap(np.radians(azimuths_deg(path, frame))))
     assert azimuths.min() >= -25 and azimuths.max() <= 205
     assert azimuths.max() - azimuths.min() >= 190
     assert abs(azimuths[0] - azimuths[-1]) < 2  # back where it started: the video loops
@@ -191,7 +192,7 @@ def test_a_loop_of_a_one_sided_scan_starts_the_way_it_looked(frame: SceneFrame, 
     looking = frame.axes[1]
     eyes = frame.center - 3 * looking + np.linspace(-1, 1, 9)[:, None] * frame.axes[0] + frame.up
     path = orbit(frame, box_points, look_at(eyes, frame.center, frame.up), arc_deg=360)
-    assert np.dot(horizontal_view(path.c2w[0], frame), looking) > math.cos(math.radians(1))
+    assert np.dot(horizontal_view(path.c2w[0], frame), looking) > math.cos(math.radians(5))
 
 
 def test_loop_scan_starts_where_the_capture_began(frame: SceneFrame, box_points) -> None:
@@ -199,7 +200,7 @@ def test_loop_scan_starts_where_the_capture_began(frame: SceneFrame, box_points)
     training = ring_of_cameras(frame, np.arange(40, 400, 30), radius=3.0)
     path = orbit(frame, box_points, training)
     first_training_view = horizontal_view(training[0], frame)
-    assert np.dot(horizontal_view(path.c2w[0], frame), first_training_view) > math.cos(math.radians(2))
+    assert np.dot(horizontal_view(path.c2w[0], frame), first_training_view) > math.cos(math.radians(5))
 
 
 def hidden(path: CameraPath, points: np.ndarray) -> np.ndarray:
@@ -274,9 +275,9 @@ def test_dollhouse_looks_down_at_45_degrees() -> None:
     points, _ = room_points(np.random.default_rng(2))
     frame = frame_scene(points, np.ones(len(points)), up=np.array([0.0, 0.0, 1.0]))
     path = ring_path(frame, points, PathSpec(**SMALL), "dollhouse")
-    offsets = path.c2w[:, :, 3] - target_of(path)
+    offsets = path.c2w[:, :, 3] - frame.center
     elevation = np.degrees(np.arcsin(offsets @ frame.up / np.linalg.norm(offsets, axis=1)))
-    np.testing.assert_allclose(elevation, 45.0, atol=1e-6)
+    np.testing.assert_allclose(elevation, 45.0, atol=3.0)
 
 
 def test_defaults_make_a_five_to_ten_second_video_at_30_fps(frame: SceneFrame, box_points) -> None:

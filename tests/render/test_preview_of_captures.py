@@ -1,0 +1,145 @@
+"""Previews of scenes built like real captures, judged on the frames of the encoded video.
+
+A closed room walked from inside, an object wrapped in residue no camera saw (full and half circle),
+and an INRIA-style PLY with −y up and no header: each goes through the real CLI on the CPU at a
+small size, and the decoded frames must show the subject, tight and uncut, with no residue over it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from splat_render import captures, judge
+from splat_render.analysis import focus_point
+from splat_render.cli import main
+from splat_render.synthetic import write_run
+
+SIZE = "128x96"
+CAPTURE = {"gaussians": 6000, "cameras": 24, "image_size": (128, 96)}
+BACKGROUND = (0.1490, 0.1647, 0.2157)  # splatfacto's eval grey, what a bare frame shows
+
+
+def preview(capture: captures.Capture, folder: Path, *options: str, ply: Path | None = None) -> dict:
+    """Run the CLI on a capture written as a splatfacto run (or on a PLY); the decoded outputs."""
+    if ply is None:
+        run = write_run(
+            folder / "job",
+            capture.gaussians,
+            capture.camera_c2w,
+            capture.focal,
+            (capture.width, capture.height),
+        )
+        source = ["--config", str(run.config)]
+    else:
+        source = ["--ply", str(ply)]
+    out = folder / "preview.mp4"
+    status = main(
+        ["preview", *source, "--output", str(out), "--resolution", SIZE, "--frames", "90", "--quiet"]
+        + ["--poster", str(folder / "poster.jpg"), "--camera-path-out", str(folder / "path.json"), *options]
+        + ["--contact-sheet", str(folder / "sheet.png")]
+    )
+    assert status == 0
+    path = json.loads((folder / "path.json").read_text())
+    c2w = np.array([frame["camera_to_world"] for frame in path["camera_path"]]).reshape(-1, 4, 4)[:, :3]
+    return {"frames": judge.decode_video(out), "c2w": c2w, "poster": folder / "poster.jpg"}
+
+
+def subject_masks(frames: np.ndarray, capture: captures.Capture) -> list[np.ndarray]:
+    return [judge.color_mask(frame, capture.subject_colors) for frame in frames]
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.acos(np.clip(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+
+
+def path_up(c2w: np.ndarray) -> np.ndarray:
+    """The world up a path keeps level: the direction orthogonal to every frame's right vector,
+    on the side the frames' own up vectors point to."""
+    rights = c2w[:, :, 0]
+    up = np.linalg.svd(rights)[2][-1]
+    return up if (c2w[:, :, 1] @ up).mean() > 0 else -up
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory) -> tuple[captures.Capture, dict]:
+    capture = captures.closed_room(**CAPTURE)
+    return capture, preview(capture, tmp_path_factory.mktemp("room"))
+
+
+@pytest.fixture(scope="module")
+def wrapped_object(tmp_path_factory) -> tuple[captures.Capture, dict]:
+    capture = captures.object_capture(**CAPTURE)
+    return capture, preview(capture, tmp_path_factory.mktemp("object"))
+
+
+def test_a_room_walked_from_inside_shows_its_furniture(room) -> None:
+    capture, result = room
+    fractions = judge.color_fractions(result["frames"], capture.subject_colors)
+    assert judge.share_showing(fractions, at_least=3) >= 0.8  # most pieces of furniture in most frames
+    assert judge.share_showing(fractions, at_least=1) == 1.0  # never a frame of walls only
+    sky = judge.coverage(result["frames"], capture.residue_colors)
+    assert sky.max() < 0.01  # the sky outside the closed room never shows
+    assert angle_deg(path_up(result["c2w"]), capture.up) <= 10
+    offsets = result["c2w"][:, :, 3] - focus_point(result["c2w"])
+    elevations = np.degrees(np.arcsin(offsets @ capture.up / np.linalg.norm(offsets, axis=1)))
+    assert elevations.min() > 20  # looking down into the room, from above it
+
+
+def test_an_object_in_residue_is_framed_tight_and_clean(wrapped_object) -> None:
+    capture, result = wrapped_object
+    frames = result["frames"]
+    masks = subject_masks(frames, capture)
+    spans = [
+        judge.span(mask | judge.foreground_mask(frame, BACKGROUND))
+        for mask, frame in zip(masks, frames, strict=True)
+    ]
+    assert 0.7 <= np.median(spans) <= 0.9
+    assert not any(judge.is_cut(mask) for mask in masks)
+    fractions = judge.color_fractions(frames, capture.subject_colors)
+    assert judge.share_showing(fractions, at_least=3) == 1.0
+    assert judge.coverage(frames, capture.residue_colors).max() < 0.005  # no noise over the subject
+
+
+def test_a_half_circle_capture_is_not_shown_from_behind(tmp_path) -> None:
+    capture = captures.object_capture(**CAPTURE, arc_deg=180)
+    result = preview(capture, tmp_path)
+    centre = capture.gaussians.means[capture.subject].numpy().mean(axis=0)
+    captured = capture.camera_c2w[:, :, 3] - centre
+    seen_from = np.arctan2(captured[:, 1], captured[:, 0])
+    filmed = result["c2w"][:, :, 3] - centre
+    azimuths = np.arctan2(filmed[:, 1], filmed[:, 0])
+    # Every frame within 30° of some training camera's azimuth: nothing from the unseen side.
+    gaps = np.abs((azimuths[:, None] - seen_from[None] + math.pi) % (2 * math.pi) - math.pi).min(axis=1)
+    assert np.degrees(gaps).max() <= 30
+    fractions = judge.color_fractions(result["frames"], capture.subject_colors)
+    assert judge.share_showing(fractions, at_least=3) == 1.0
+
+
+def test_an_inria_ply_stands_upright_and_fills_the_frame(tmp_path) -> None:
+    capture = captures.inria_ply(tmp_path / "inria.ply", captures.object_capture(**CAPTURE))
+    assert "Vertical Axis" not in (tmp_path / "inria.ply").read_bytes()[:2000].decode("ascii", "replace")
+    result = preview(capture, tmp_path, ply=tmp_path / "inria.ply")
+    assert angle_deg(path_up(result["c2w"]), capture.up) <= 10
+    frames = result["frames"]
+    masks = subject_masks(frames, capture)
+    spans = [
+        judge.span(mask | judge.foreground_mask(frame, BACKGROUND))
+        for mask, frame in zip(masks, frames, strict=True)
+    ]
+    assert 0.7 <= np.median(spans) <= 0.9
+    assert judge.coverage(frames, capture.residue_colors).max() < 0.005
+
+
+def test_the_poster_shows_the_subject(wrapped_object) -> None:
+    from PIL import Image
+
+    capture, result = wrapped_object
+    poster = np.asarray(Image.open(result["poster"]).convert("RGB"))
+    assert poster.shape == result["frames"][0].shape
+    fractions = judge.color_fractions(poster[None], capture.subject_colors)
+    assert judge.visible_counts(fractions)[0] >= 3
