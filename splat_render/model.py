@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
@@ -140,23 +141,49 @@ def import_eval_setup() -> Any:
     return eval_setup
 
 
-def check_splatfacto_config(config_path: Path) -> None:
-    """Parse config.yml with nerfstudio's classes and check that it is a splatfacto run."""
-    import yaml
-    from nerfstudio.engine.trainer import TrainerConfig
-    from nerfstudio.models.splatfacto import SplatfactoModelConfig
+TRAINER_CONFIG = "nerfstudio.engine.trainer.TrainerConfig"
+SPLATFACTO_CONFIG = "nerfstudio.models.splatfacto.SplatfactoModelConfig"
+CLASS_KEY = "!class"  # where the structure reader keeps the class a mapping's tag names
 
+
+class _StructureLoader(yaml.SafeLoader):
+    """Reads config.yml as plain data, keeping the class names its tags carry.
+
+    config.yml is nerfstudio's pickled-as-YAML TrainerConfig: constructing it imports every class it
+    names (the trainer, the viewer, the model: seconds of imports). Telling what kind of run it is
+    needs only the names.
+    """
+
+
+def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    kind, _, name = suffix.partition(":")
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+        return {**value, CLASS_KEY: name} if kind == "object" else value
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_StructureLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_tagged)
+
+
+def check_splatfacto_config(config_path: Path) -> None:
+    """Check that config.yml is a nerfstudio training config of a splatfacto model, importing nothing."""
     try:
-        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+        config = yaml.load(config_path.read_text(), Loader=_StructureLoader)
     except Exception as exc:
         raise PreviewInputError(
             f"{config_path} is not a readable nerfstudio config: {first_line(exc)}"
         ) from exc
-    if not isinstance(config, TrainerConfig):
+    if not isinstance(config, dict) or config.get(CLASS_KEY) != TRAINER_CONFIG:
         raise PreviewInputError(f"{config_path} is not a nerfstudio training config")
-    if not isinstance(config.pipeline.model, SplatfactoModelConfig):
+    pipeline = config.get("pipeline")
+    model = pipeline.get("model") if isinstance(pipeline, dict) else None
+    if not isinstance(model, dict) or model.get(CLASS_KEY) != SPLATFACTO_CONFIG:
         raise PreviewInputError(
-            f"{config_path} is a '{config.method_name}' run; only splatfacto models can be previewed"
+            f"{config_path} is a '{config.get('method_name')}' run; only splatfacto models can be "
+            "previewed or exported"
         )
 
 
