@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
 
+    export = commands.add_parser(
+        "export", help="write splat.ply from a splatfacto checkpoint, as ns-export does"
+    )
+    export.add_argument(
+        "--config", type=Path, required=True, help="splatfacto config.yml (checkpoint beside it)"
+    )
+    export.add_argument("--output", "-o", type=Path, required=True, help="PLY to write")
+
     synthetic = commands.add_parser("synthetic", help="write the bundled synthetic splatfacto run")
     synthetic.add_argument("out_dir", type=Path, help="job root to write refined/... into")
     synthetic.add_argument("--gaussians", type=int, default=50_000)
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "preview":
             return run_preview(args)
+        if args.command == "export":
+            return run_export(args)
         if args.command == "synthetic":
             return run_synthetic(args)
         from splat_render.bench import run_bench
@@ -93,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     except PreviewInputError as exc:
         print(f"splat-render: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from splat_render.export import export_splat
+
+    report = export_splat(args.config, args.output)
+    print(
+        f"wrote {report.output}: {report.written:,} gaussians from {report.checkpoint.name} "
+        f"(dropped {report.non_finite:,} with non-finite values, {report.faint:,} fainter than 1/255)"
+    )
+    return 0
 
 
 def run_synthetic(args: argparse.Namespace) -> int:

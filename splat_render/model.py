@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from splat_render.errors import PreviewInputError
-from splat_render.gaussians import Gaussians
+from splat_render.gaussians import Gaussians, splatfacto_sh_dc
 from splat_render.raster import resolve_device
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")
@@ -74,7 +74,7 @@ def load_splatfacto(config_path: Path | str, device: torch.device | str | None =
     if not config_path.is_file():
         raise PreviewInputError(f"config not found: {config_path}")
     checkpoint = find_checkpoint(config_path)
-    check_splatfacto_config(config_path)
+    splatfacto_model_config(config_path)
     target = resolve_device(device)
 
     eval_setup = import_eval_setup()
@@ -168,8 +168,9 @@ def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> 
 _StructureLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_tagged)
 
 
-def check_splatfacto_config(config_path: Path) -> None:
-    """Check that config.yml is a nerfstudio training config of a splatfacto model, importing nothing."""
+def splatfacto_model_config(config_path: Path) -> dict[str, Any]:
+    """The model section of a splatfacto run's config.yml as plain data, importing nothing;
+    a one-line PreviewInputError when the file is not a splatfacto training config."""
     try:
         config = yaml.load(config_path.read_text(), Loader=_StructureLoader)
     except Exception as exc:
@@ -185,6 +186,7 @@ def check_splatfacto_config(config_path: Path) -> None:
             f"{config_path} is a '{config.get('method_name')}' run; only splatfacto models can be "
             "previewed or exported"
         )
+    return model
 
 
 def locate_dataset(config_path: Path, stored: Path) -> Path:
@@ -254,7 +256,7 @@ def extract(pipeline: Any, checkpoint: Path, step: int, device: torch.device) ->
             quats=params["quats"].detach(),
             log_scales=params["scales"].detach(),
             opacity_logits=params["opacities"].detach().reshape(-1),
-            sh_dc=params["features_dc"].detach(),
+            sh_dc=splatfacto_sh_dc(params["features_dc"].detach(), model.config.sh_degree),
             sh_rest=params["features_rest"].detach(),
         ).to(device)
     cameras = pipeline.datamanager.train_dataset.cameras

@@ -129,14 +129,14 @@ def test_the_config_check_tells_splatfacto_runs_from_every_other_method(tmp_path
     import yaml
     from nerfstudio.configs.method_configs import method_configs
 
-    from splat_render.model import check_splatfacto_config
+    from splat_render.model import splatfacto_model_config
 
     accepted = []
     for name, config in method_configs.items():
         path = tmp_path / f"{name}.yml"
         path.write_text(yaml.dump(config))
         try:
-            check_splatfacto_config(path)
+            splatfacto_model_config(path)
             accepted.append(name)
         except PreviewInputError as error:
             assert f"is a '{config.method_name}' run; only splatfacto models" in str(error)
