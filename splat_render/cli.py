@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-path-out", type=Path, help="also write the nerfstudio camera-path JSON here"
     )
     preview.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
+    preview.add_argument(
+        "--standby",
+        action="store_true",
+        help="import first, then wait for a line on stdin before loading (start while training runs)",
+    )
 
     export = commands.add_parser(
         "export", help="write splat.ply from a splatfacto checkpoint, as ns-export does"
@@ -129,6 +134,10 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
+    if args.standby:
+        from splat_render.standby import stand_by
+
+        stand_by(sys.stdin)
     from rich.console import Console
 
     from splat_render.encode import EncoderSpec

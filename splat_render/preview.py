@@ -72,7 +72,6 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
 
         # With --ply the checkpoint supplies only settings and cameras: keep its copy off the GPU.
         loaded = load_splatfacto(config, device if ply is None else torch.device("cpu"))
-        gaussians = loaded.gaussians
         settings = RenderSettings(loaded.background, loaded.rasterize_mode)
         cameras = loaded.camera_c2w.cpu().numpy().astype(np.float64)
     else:
@@ -82,6 +81,11 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
         from splat_render.ply import read_gaussians
 
         gaussians = read_gaussians(ply).to(device)
+    else:
+        from splat_render.export import exported_rows
+
+        # What the export writes: no rows the rasterizer cannot draw (non-finite) or skips (faint).
+        gaussians = loaded.gaussians.select(exported_rows(loaded.gaussians)[0])
     return Scene(gaussians, settings, cameras)
 
 

@@ -13,8 +13,9 @@ import torch
 
 from splat_render.cli import main
 from splat_render.export import export_splat
-from splat_render.model import load_splatfacto, offline_nerfstudio
+from splat_render.model import offline_nerfstudio
 from splat_render.ply import read_gaussians
+from splat_render.preview import load_scene
 from splat_render.synthetic import RUN_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,15 +173,19 @@ def test_errors_are_one_line_exit_2_and_leave_nothing(job_root_copy, tmp_path, c
     )
 
 
-def test_the_preview_loader_reads_the_values_the_export_writes(job_root_copy, tmp_path):
-    """With SH degree 0 too, where splatfacto stores colour logits: both loaders convert them."""
+@pytest.mark.parametrize("sh_degree", [3, 0])
+def test_a_preview_of_the_checkpoint_renders_what_the_export_writes(job_root_copy, tmp_path, sh_degree):
+    """The same gaussians, rows dropped alike; with SH degree 0 too, where splatfacto stores colour
+    logits and both loaders convert them."""
     config = job_root_copy / RUN_DIR / "config.yml"
-    use_sh_degree_0(config)
+    if sh_degree == 0:
+        use_sh_degree_0(config)
+    edit_checkpoint(config, damage_rows)
     export_splat(config, tmp_path / "splat.ply")
 
-    loaded = load_splatfacto(config, device="cpu").gaussians
+    from_checkpoint = load_scene(config, None, torch.device("cpu")).gaussians
     exported = read_gaussians(tmp_path / "splat.ply")
 
     for name in ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest"):
-        assert torch.equal(getattr(loaded, name), getattr(exported, name)), name
-    assert loaded.sh_degree == 0
+        assert torch.equal(getattr(from_checkpoint, name), getattr(exported, name)), name
+    assert from_checkpoint.sh_degree == sh_degree
