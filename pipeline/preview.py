@@ -30,6 +30,11 @@ PREVIEW_FILES = {"--output": PREVIEW}  # each file the renderer writes, by the o
 GO_AHEAD = "render"  # the line that tells a renderer in standby that the run is finished
 
 
+def renderer_environment() -> dict[str, str]:
+    """What the renderer's environment needs besides the job's: ``splat_render`` importable."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def preview_command(root: Path, renderer: tuple[str, ...]) -> list[str]:
     files = [arg for option, path in PREVIEW_FILES.items() for arg in (option, str(root / path))]
     return [*renderer, "--config", str(root / CONFIG), *files, "--standby"]
@@ -69,7 +74,6 @@ class PreviewRenderer:
 
     def _start(self) -> None:
         if self._running is None:
-            python_path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
             self._running = start_command(
-                self._command, cwd=self._root, extra_env={"PYTHONPATH": python_path}, with_stdin=True
+                self._command, cwd=self._root, extra_env=renderer_environment(), with_stdin=True
             )

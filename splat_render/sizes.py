@@ -30,7 +30,9 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 
 def scene_size(name: str) -> int:
-    """Gaussians in the synthetic scene of a named size."""
+    """Gaussians in the synthetic scene of a named size, or of that many (a plain number)."""
+    if name.isdigit():
+        return int(name)
     if name not in SCENE_SIZES:
-        raise PreviewInputError(f"unknown scene '{name}': choose from {', '.join(SCENE_SIZES)}")
+        raise PreviewInputError(f"unknown scene '{name}': choose from {', '.join(SCENE_SIZES)} or a number")
     return SCENE_SIZES[name]

@@ -21,6 +21,8 @@ from typing import TextIO
 
 from splat_render.errors import PreviewInputError
 
+ANNOUNCEMENT = "standing by"  # begins the stderr line that says the imports are done
+
 # What loading a checkpoint and rendering it import, beyond splat_render.preview itself: what
 # eval_setup unpickles from config.yml and builds (the splatfacto model, its datamanager, dataparser
 # and metrics), and the progress display. Modules that are not installed are skipped.
@@ -58,6 +60,8 @@ def stand_by(stdin: TextIO = sys.stdin) -> None:
     started = time.perf_counter()
     import_render_path()
     seconds = time.perf_counter() - started
-    print(f"standing by: imports took {seconds:.1f} s; rendering when the run is finished", file=sys.stderr)
+    print(
+        f"{ANNOUNCEMENT}: imports took {seconds:.1f} s; rendering when the run is finished", file=sys.stderr
+    )
     if not stdin.readline():
         raise PreviewInputError("the input ended before the run was finished: nothing rendered")
