@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 from pipeline.commands import RunningCommand, start_command
@@ -48,6 +49,8 @@ class PreviewRenderer:
         self._command = preview_command(root, renderer)
         self._timeout_s = timeout_s
         self._running: RunningCommand | None = None
+        self._stopped = False
+        self._lock = threading.Lock()  # render() runs in a stage's thread; stop() may come meanwhile
 
     def __enter__(self) -> PreviewRenderer:
         return self
@@ -68,12 +71,18 @@ class PreviewRenderer:
         self._running.wait(self._timeout_s)
 
     def stop(self) -> None:
-        """Kill the renderer's process group, if it was started."""
-        if self._running is not None:
-            self._running.kill()
+        """Kill the renderer's process group, if it was started; none starts afterwards."""
+        with self._lock:
+            self._stopped = True
+            running = self._running
+        if running is not None:
+            running.kill()
 
     def _start(self) -> None:
-        if self._running is None:
-            self._running = start_command(
-                self._command, cwd=self._root, extra_env=renderer_environment(), with_stdin=True
-            )
+        with self._lock:
+            if self._stopped:
+                raise PipelineError("the job ended before the preview started")
+            if self._running is None:
+                self._running = start_command(
+                    self._command, cwd=self._root, extra_env=renderer_environment(), with_stdin=True
+                )

@@ -16,7 +16,8 @@ import pytest
 
 import run
 from pipeline import layout
-from pipeline.preview import DEFAULT_RENDERER
+from pipeline.errors import PipelineError
+from pipeline.preview import DEFAULT_RENDERER, PreviewRenderer
 from splat_render.errors import PreviewInputError
 
 STAGES = ["extract_frames", "process_data", "train", "preview", "export", "rotate", "convert"]
@@ -333,6 +334,7 @@ def test_a_step_whose_output_did_not_appear_fails_the_job(run_job, fake_tools):
 
 def test_a_failed_export_fails_the_job_and_stops_the_renderer(run_job, fake_tools, fake_preview, monkeypatch):
     preview = fake_preview("hang")
+    fake_tools.await_file("ns-train", preview.pid_file)  # the renderer is up when the export fails
 
     def unreadable(config, output):
         raise PreviewInputError(f"cannot load checkpoint of {config}: truncated")
@@ -388,3 +390,14 @@ def test_the_real_renderer_stands_by_and_renders_the_finished_run(job_root, run_
     with av.open(str(job_root / layout.PREVIEW)) as video:
         stream = video.streams.video[0]
         assert (stream.width, stream.height, stream.frames) == (64, 36, 90)
+
+
+def test_a_stopped_renderer_never_starts(job_root, fake_preview):
+    """stop() may come from the job's thread while a stage's thread is about to start the renderer."""
+    preview = fake_preview("ok")
+    renderer = PreviewRenderer(job_root, tuple(shlex.split(os.environ["SPLATTER_PREVIEW_CMD"])), 10.0)
+    renderer.stop()
+    renderer.warm_up()
+    with pytest.raises(PipelineError, match="the job ended before the preview started"):
+        renderer.render()
+    assert not preview.pid_file.exists()
