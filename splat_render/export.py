@@ -95,7 +95,7 @@ def export_splat(config: Path | str, output: Path | str) -> ExportReport:
     config, output = Path(config), Path(output)
     if not config.is_file():
         raise PreviewInputError(f"config not found: {config}")
-    sh_degree = splatfacto_model_config(config).get("sh_degree")
+    sh_degree = splatfacto_model_config(config).get("sh_degree", 3)  # absent: the default nerfstudio reads
     if not output.parent.is_dir():
         raise PreviewInputError(f"output folder does not exist: {output.parent}")
     checkpoint = find_checkpoint(config)
