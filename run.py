@@ -76,12 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = job_options(args, dict(os.environ))
     log.info("job %s of domain %s in %s", args.job_id, args.domain_id, options.root)
     try:
-        run_job(options, emit=lambda line: print(line, flush=True))
+        run_job(options, emit=print_line)
     except PipelineError as exc:
         log.error("%s", exc)
         return 1
     log.info("job finished: %s", options.root)
     return 0
+
+
+def print_line(line: str) -> None:
+    """Print a line in one write: print() writes the text and its newline apart, and another thread's
+    log line (the renderer's output, while it runs beside export) could land between them."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def configure_logging(level: str) -> None:

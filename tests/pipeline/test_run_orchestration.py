@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import signal
@@ -401,3 +402,24 @@ def test_a_stopped_renderer_never_starts(job_root, fake_preview):
     with pytest.raises(PipelineError, match="the job ended before the preview started"):
         renderer.render()
     assert not preview.pid_file.exists()
+
+
+def test_each_progress_line_is_written_whole(job_root, fake_tools, fake_preview, monkeypatch):
+    """The renderer's output is logged from another thread while export, rotate and convert start:
+    a progress line written in pieces could have a log line land inside it."""
+    fake_preview("ok")
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+
+    assert run.main(["--job_root_path", str(job_root)]) == 0
+
+    progress = [text for text in writes if "[PROGRESS]" in text]
+    assert progress == [
+        f"[PROGRESS] stage={s} pct={p}\n" for s, p in zip([*STAGES, "done"], PERCENT_AT_START, strict=True)
+    ]
