@@ -68,7 +68,8 @@ FAKE_OUTPUTS = {
 
 # The preview renderer's stand-in: `fake_preview.py MODE --config C --output O --standby`. Like the
 # renderer it writes its pid file first, waits for a line on stdin, and exits without rendering when
-# the input ends instead. Each go-ahead it gets is recorded in preview_calls.jsonl.
+# the input ends instead. Each go-ahead it gets is recorded in preview_calls.jsonl; then it writes
+# each file an option names.
 FAKE_PREVIEW = """\
 import json, os, subprocess, sys, time
 from pathlib import Path
@@ -101,7 +102,9 @@ if mode == "crash":
     raise RuntimeError("CUDA error: out of memory")
 if mode == "hang":
     time.sleep(120)
-output.write_bytes(b"not really an mp4")
+for option, path in options.items():  # every file the renderer is told to write
+    if option != "--config":
+        Path(path).write_bytes(b"not really a preview")
 """
 
 
