@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Train a gaussian splat for one splatter job and write its files under the job root.
 
-Steps: extract frames, COLMAP → nerfstudio data, train splatfacto, export splat.ply, rotate to y-up,
-convert to .splat, render the orbit preview (best-effort). Finished steps are skipped on a re-run
-(``--force`` redoes all). Each step's start is announced on stdout as one line,
-``[PROGRESS] stage=<name> pct=<0..100>``, and a final ``[PROGRESS] stage=done pct=100``. Log lines go
-to stdout, errors to stderr; a failed job ends with one error line and exit status 1.
+Steps: extract frames, COLMAP → nerfstudio data, train splatfacto, then the orbit preview
+(best-effort) beside export splat.ply → rotate to y-up → convert to .splat. Finished steps are skipped
+on a re-run (``--force`` redoes all). Each step's start is announced on stdout as one line,
+``[PROGRESS] stage=<name> pct=<0..100>``, and a final ``[PROGRESS] stage=done pct=100`` once every
+step has ended. Log lines go to stdout, errors to stderr; a failed job ends with one error line and
+exit status 1.
 
 Environment: ``SPLATTER_PREVIEW_CMD`` replaces the preview renderer's command prefix (shell syntax);
-``--config``, ``--ply`` and ``--output`` options are appended to it.
+``--config``, ``--output`` and ``--standby`` options are appended to it, and the renderer is sent
+one line on stdin when training has finished (see ``pipeline/preview.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="splatfacto's iteration budget (default: its own 30000)",
     )
     parser.add_argument(
-        "--preview-timeout", type=float, default=600.0, metavar="SECONDS", help="limit for the preview render"
+        "--preview-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="limit for the preview render, from the end of training",
     )
     return parser.parse_args(argv)
 
@@ -70,12 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = job_options(args, dict(os.environ))
     log.info("job %s of domain %s in %s", args.job_id, args.domain_id, options.root)
     try:
-        run_job(options, emit=lambda line: print(line, flush=True))
+        run_job(options, emit=print_line)
     except PipelineError as exc:
         log.error("%s", exc)
         return 1
     log.info("job finished: %s", options.root)
     return 0
+
+
+def print_line(line: str) -> None:
+    """Print a line in one write: print() writes the text and its newline apart, and another thread's
+    log line (the renderer's output, while it runs beside export) could land between them."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def configure_logging(level: str) -> None:

@@ -1,8 +1,13 @@
-"""One splatter job: checks its inputs, then runs the seven stages in order (see ``stage``)."""
+"""One splatter job: checks its inputs, then runs the seven stages (see ``stage``).
+
+After training, the preview renders in the background while export, rotate and convert run in turn;
+its renderer starts with training, to import meanwhile (see ``preview``).
+"""
 
 from __future__ import annotations
 
 import glob
+import logging
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,11 +18,14 @@ from pipeline import layout
 from pipeline.commands import run_command
 from pipeline.frames import Dataset, extract_all_frames
 from pipeline.inputs import check_colmap_model, check_frames_match_colmap, find_datasets
-from pipeline.nerfstudio import EXPORT_ENVIRONMENT, export_command, process_data_command, train_command
-from pipeline.preview import DEFAULT_RENDERER, render_preview
+from pipeline.nerfstudio import process_data_command, train_command
+from pipeline.preview import DEFAULT_RENDERER, PREVIEW_FILES, PreviewRenderer
 from pipeline.rotate import rotate_ply
 from pipeline.splat_format import convert_ply_to_splat
 from pipeline.stage import Stage, run_stages
+from splat_render.export import export_splat
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,16 +41,28 @@ def run_job(options: JobOptions, emit: Callable[[str], None]) -> None:
     """Run the job's stages; raise PipelineError on bad inputs or a failed stage."""
     datasets = find_datasets(options.root)
     check_colmap_model(options.root)
-    run_stages(options.root, job_stages(options, datasets), options.force, emit)
+    with PreviewRenderer(options.root, options.preview_renderer, options.preview_timeout_s) as preview:
+        run_stages(options.root, job_stages(options, datasets, preview), options.force, emit)
 
 
-def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stage, ...]:
+def job_stages(
+    options: JobOptions, datasets: tuple[Dataset, ...], preview: PreviewRenderer
+) -> tuple[Stage, ...]:
     root = options.root
-    process, train, export = process_data_command(), train_command(options.train_iterations), export_command()
+    process, train = process_data_command(), train_command(options.train_iterations)
 
     def process_data() -> None:
         check_frames_match_colmap(root)
         run_command(process, cwd=root)
+
+    def export() -> None:
+        """In this process: a dump of the checkpoint's tensors with torch, which the job has imported
+        already (rotate and convert use it), so a child process would only add its start-up."""
+        report = export_splat(root / layout.CONFIG, root / layout.SPLAT_PLY)
+        log.info(
+            "export: %d gaussians from %s (dropped %d with non-finite values, %d fainter than 1/255)",
+            report.written, report.checkpoint.name, report.non_finite, report.faint,
+        )  # fmt: skip
 
     return (
         Stage(
@@ -60,6 +80,7 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
             outputs=(layout.NERFSTUDIO_DATA,),
             expected=(str(layout.TRANSFORMS),),
             recipe=shlex.join(process),
+            needs=("extract_frames",),
         ),
         Stage(
             "train",
@@ -68,14 +89,26 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
             outputs=(layout.TRAIN_RUN,),
             expected=(str(layout.CONFIG), f"{layout.CHECKPOINTS}/step-*.ckpt"),
             recipe=shlex.join(train),
+            needs=("process_data",),
+        ),
+        Stage(
+            "preview",
+            weight=5,
+            run=preview.render,
+            outputs=tuple(PREVIEW_FILES.values()),
+            expected=tuple(str(path) for path in PREVIEW_FILES.values()),
+            best_effort=True,
+            needs=("train",),
+            background=True,
+            warm_up=preview.warm_up,
         ),
         Stage(
             "export",
             weight=5,
-            run=partial(run_command, export, cwd=root, extra_env=EXPORT_ENVIRONMENT),
+            run=export,
             outputs=(layout.SPLAT_PLY,),
             expected=(str(layout.SPLAT_PLY),),
-            recipe=shlex.join(export),
+            needs=("train",),
         ),
         Stage(
             "rotate",
@@ -83,6 +116,7 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
             run=partial(rotate_ply, root / layout.SPLAT_PLY, root / layout.ROTATED_PLY),
             outputs=(layout.ROTATED_PLY,),
             expected=(str(layout.ROTATED_PLY),),
+            needs=("export",),
         ),
         Stage(
             "convert",
@@ -90,13 +124,6 @@ def job_stages(options: JobOptions, datasets: tuple[Dataset, ...]) -> tuple[Stag
             run=partial(convert_ply_to_splat, root / layout.ROTATED_PLY, root / layout.SPLAT_FILE),
             outputs=(layout.SPLAT_FILE,),
             expected=(str(layout.SPLAT_FILE),),
-        ),
-        Stage(
-            "preview",
-            weight=5,
-            run=partial(render_preview, root, options.preview_renderer, options.preview_timeout_s),
-            outputs=(layout.PREVIEW, layout.POSTER),
-            expected=(str(layout.PREVIEW), str(layout.POSTER)),
-            best_effort=True,
+            needs=("rotate",),
         ),
     )

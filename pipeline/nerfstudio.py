@@ -1,4 +1,4 @@
-"""Steps 2–4: the nerfstudio command lines, run from the job root with paths relative to it.
+"""Steps 2–3: the nerfstudio command lines, run from the job root with paths relative to it.
 
 - ``ns-process-data images --skip-colmap`` turns the job's COLMAP model and frames into
   ``refined/nerfstudio-data/`` (transforms.json, copied images, sparse_pc.ply).
@@ -9,16 +9,16 @@
   The viewer is nerfstudio's only logger that needs no extra package or account and skips the
   periodic evaluation passes (tensorboard and wandb run them); it listens on localhost only, and
   ``quit-on-train-completion`` makes ns-train exit when training ends instead of serving it.
-- ``ns-export gaussian-splat`` writes ``refined/splatter/splat.ply``. It loads the checkpoint with
-  ``torch.load``'s defaults; since torch 2.6 those refuse the numpy scalars nerfstudio pickles into
-  its checkpoints, so the export runs with torch's override for trusted files (the job's own).
+
+Step 4 writes ``splat.ply`` with ``splat_render.export`` (what ``ns-export gaussian-splat`` writes,
+byte for byte, without building the model).
 """
 
 from __future__ import annotations
 
 import os
 
-from pipeline.layout import COLMAP_MODEL, CONFIG, FRAMES, NERFSTUDIO_DATA, SPLATTER, TRAIN_RUN
+from pipeline.layout import COLMAP_MODEL, FRAMES, NERFSTUDIO_DATA, SPLATTER, TRAIN_RUN
 
 
 def process_data_command() -> list[str]:
@@ -56,10 +56,3 @@ def train_command(max_iterations: int | None) -> list[str]:
         "--orientation-method", "none",
         "--auto-scale-poses", "False",
     ]  # fmt: skip
-
-
-EXPORT_ENVIRONMENT = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-
-
-def export_command() -> list[str]:
-    return ["ns-export", "gaussian-splat", "--load-config", str(CONFIG), "--output-dir", str(SPLATTER)]

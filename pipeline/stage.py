@@ -1,17 +1,24 @@
-"""Runs a job's stages in order, resumably, reporting progress the runner can parse.
+"""Runs a job's stages, resumably and partly side by side, reporting progress the runner can parse.
 
 A stage counts as done when its completion marker (``.pipeline/<stage>.done`` under the job root)
 holds the stage's recipe and all its expected outputs exist. The marker is removed before a stage
 starts and written only after its outputs are checked, so a stage cut short is never taken for done;
-a changed recipe (say, another training budget) redoes the stage. Once a stage runs, every later one
-runs too, since its inputs changed. A best-effort stage that fails is logged and leaves no marker, so
-the next run retries it.
+a changed recipe (say, another training budget) redoes the stage. A stage also runs when a stage it
+``needs`` ran, since its inputs changed. A best-effort stage that fails is logged and leaves no
+marker, so the next run retries it.
+
+Stages start in the order given. A background stage runs in a thread beside the stages after it,
+and the job waits for it before it ends; a stage with ``warm_up`` gets that call as soon as a stage
+it needs starts running, so it can get ready meanwhile. One progress line is printed as each stage
+starts, in that order, with the share of the job done by then (a background stage's share counts
+once the job has waited for it), and a last one when every stage has ended.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +30,8 @@ from splat_render.errors import PreviewInputError
 
 log = logging.getLogger(__name__)
 
+STAGE_ERRORS = (PipelineError, PreviewInputError)  # a stage's failure; anything else is a bug
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -33,6 +42,15 @@ class Stage:
     expected: tuple[str, ...]  # glob patterns relative to the job root that must match afterwards
     recipe: str = ""  # what the outputs depend on besides the inputs; a change redoes the stage
     best_effort: bool = False
+    needs: tuple[str, ...] = ()  # the stages whose outputs are its inputs
+    background: bool = False  # runs beside the stages after it
+    warm_up: Callable[[], None] | None = None  # called when a stage it needs starts running
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    error: BaseException | None
+    seconds: float
 
 
 def progress_line(stage: str, percent: int) -> str:
@@ -40,22 +58,39 @@ def progress_line(stage: str, percent: int) -> str:
 
 
 def start_percentages(stages: Iterable[Stage]) -> list[int]:
-    """The job's percentage done when each stage starts."""
-    weights = [stage.weight for stage in stages]
-    total = sum(weights)
-    return [100 * sum(weights[:i]) // total for i in range(len(weights))]
+    """The job's percentage done when each stage starts: the share of the stages run in turn before it."""
+    stages = list(stages)
+    total = sum(stage.weight for stage in stages)
+    done, percents = 0, []
+    for stage in stages:
+        percents.append(100 * done // total)
+        done += 0 if stage.background else stage.weight
+    return percents
 
 
 def run_stages(root: Path, stages: tuple[Stage, ...], force: bool, emit: Callable[[str], None]) -> None:
-    """Run or skip each stage in order; raise PipelineError naming the stage that failed."""
-    rerun = force
+    """Run or skip each stage; raise PipelineError naming the stage that failed.
+
+    When a stage fails, background stages still running are left to the caller to stop.
+    """
+    ran: set[str] = set()
+    in_background: list[tuple[Stage, Callable[[], _Outcome]]] = []
     for stage, percent in zip(stages, start_percentages(stages), strict=True):
         emit(progress_line(stage.name, percent))
-        if not rerun and is_done(root, stage):
+        if not force and ran.isdisjoint(stage.needs) and is_done(root, stage):
             log.info("%s: already done, skipped", stage.name)
             continue
-        rerun = True
-        _run_stage(root, stage)
+        ran.add(stage.name)
+        for later in stages:
+            if stage.name in later.needs and later.warm_up is not None:
+                later.warm_up()
+        _prepare(root, stage)
+        if stage.background:
+            in_background.append((stage, _start_thread(stage)))
+        else:
+            _conclude(root, stage, _attempt(stage.run))
+    for stage, outcome in in_background:
+        _conclude(root, stage, outcome())
     emit(progress_line("done", 100))
 
 
@@ -68,26 +103,60 @@ def is_done(root: Path, stage: Stage) -> bool:
     )
 
 
-def _run_stage(root: Path, stage: Stage) -> None:
-    marker = _marker(root, stage)
-    marker.unlink(missing_ok=True)
+def _prepare(root: Path, stage: Stage) -> None:
+    _marker(root, stage).unlink(missing_ok=True)
     for output in stage.outputs:
         _remove(root / output)
     log.info("%s: started", stage.name)
+
+
+def _attempt(run: Callable[[], None]) -> _Outcome:
     started = time.monotonic()
     try:
-        stage.run()
+        run()
+    except STAGE_ERRORS as exc:
+        return _Outcome(exc, time.monotonic() - started)
+    return _Outcome(None, time.monotonic() - started)
+
+
+def _start_thread(stage: Stage) -> Callable[[], _Outcome]:
+    """Run the stage in a thread; the returned call waits for it and tells how it went."""
+    outcome: list[_Outcome] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            outcome.append(_attempt(stage.run))
+        except BaseException as exc:  # a bug: handed to the waiting thread, which raises it
+            outcome.append(_Outcome(exc, time.monotonic() - started))
+
+    thread = threading.Thread(target=run, name=f"stage-{stage.name}", daemon=True)
+    thread.start()
+
+    def wait() -> _Outcome:
+        thread.join()
+        return outcome[0]
+
+    return wait
+
+
+def _conclude(root: Path, stage: Stage, outcome: _Outcome) -> None:
+    error = outcome.error
+    if error is None:
         missing = [pattern for pattern in stage.expected if not _matches(root, pattern)]
         if missing:
-            raise PipelineError(f"expected output {missing[0]} did not appear")
-    except (PipelineError, PreviewInputError) as exc:
+            error = PipelineError(f"expected output {missing[0]} did not appear")
+    if error is not None:
+        if not isinstance(error, STAGE_ERRORS):
+            raise error
         if not stage.best_effort:
-            raise PipelineError(f"{stage.name} failed: {exc}") from exc
-        log.warning("%s failed, the job goes on without it: %s", stage.name, exc)
+            raise PipelineError(f"{stage.name} failed: {error}") from error
+        log.warning("%s failed, the job goes on without it: %s", stage.name, error)
         return
+    marker = _marker(root, stage)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(stage.recipe)
-    log.info("%s: done in %.1f s", stage.name, time.monotonic() - started)
+    log.info("%s: done in %.1f s", stage.name, outcome.seconds)
 
 
 def _marker(root: Path, stage: Stage) -> Path:

@@ -31,15 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splat_render.cli import parse_resolution
 from splat_render.encode import EncoderSpec, encode_frames
-from splat_render.errors import PreviewInputError
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
 from splat_render.preview import PreviewSpec, load_scene, path_cameras, plan_preview, render_preview, to_host
 from splat_render.raster import render_frames
+from splat_render.sizes import parse_resolution, scene_size
 from splat_render.yuv import rgb_to_yuv420
 
-SCENE_SIZES = {"50k": 50_000, "0.5M": 500_000, "1.5M": 1_500_000, "3M": 3_000_000}
 PSNR_FRAMES = 3  # frames compared with ns-render, spread over the orbit
 
 
@@ -57,24 +55,6 @@ class RunResult:
     baseline: dict[str, float] | None = None
     psnr_vs_ns_render_db: float | None = None
     baseline_error: str | None = None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scenes", default="1.5M", help=f"synthetic sizes, comma-separated: {', '.join(SCENE_SIZES)}"
-    )
-    parser.add_argument("--config", type=Path, action="append", help="benchmark this splatfacto run instead")
-    parser.add_argument("--resolutions", default="720p,1080p", help="comma-separated, e.g. 360p,720p,1080p")
-    parser.add_argument("--frames", default="150,300", help="comma-separated frame counts")
-    parser.add_argument(
-        "--baseline", default="1080p:300", help="RESOLUTION:FRAMES pairs that also run ns-render (or 'none')"
-    )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="folder for the JSON report")
-    parser.add_argument(
-        "--work", type=Path, help="scratch folder for scenes and outputs (default: a temp dir)"
-    )
-    parser.add_argument("--no-end-to-end", action="store_true", help="skip the fresh-process runs")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -137,13 +117,12 @@ def bench_scenes(args: argparse.Namespace, work: Path):
     from splat_render.synthetic import SceneSpec, write_synthetic_run
 
     for name in (s.strip() for s in args.scenes.split(",")):
-        if name not in SCENE_SIZES:
-            raise PreviewInputError(f"unknown scene '{name}': choose from {', '.join(SCENE_SIZES)}")
+        gaussians = scene_size(name)
         root = work / f"scene-{name}"
         config = root / "refined/splatter/splatfacto/config.yml"
         if not config.exists():
             log(f"writing synthetic scene {name}")
-            write_synthetic_run(root, SceneSpec(gaussians=SCENE_SIZES[name]))
+            write_synthetic_run(root, SceneSpec(gaussians=gaussians))
         yield name, config
 
 

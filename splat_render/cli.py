@@ -8,34 +8,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from splat_render.errors import PreviewInputError
-from splat_render.orbit import PATH_KINDS
+from splat_render.sizes import PATH_KINDS, RESOLUTIONS, SCENE_SIZES, parse_resolution
 
-RESOLUTIONS = {
-    "180p": (320, 180),
-    "360p": (640, 360),
-    "540p": (960, 540),
-    "720p": (1280, 720),
-    "1080p": (1920, 1080),
-}
 GPU_DEFAULT_RESOLUTION = "1080p"
 CPU_DEFAULT_RESOLUTION = "180p"  # the CPU reference renders about 1-2 frames/s there
 EXIT_USAGE = 2
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    if text in RESOLUTIONS:
-        return RESOLUTIONS[text]
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match:
-        raise PreviewInputError(f"resolution '{text}' is not one of {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT")
-    return int(match.group(1)), int(match.group(2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-path-out", type=Path, help="also write the nerfstudio camera-path JSON here"
     )
     preview.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
+    preview.add_argument(
+        "--standby",
+        action="store_true",
+        help="import first, then wait for a line on stdin before loading (start while training runs)",
+    )
+
+    export = commands.add_parser(
+        "export", help="write splat.ply from a splatfacto checkpoint, as ns-export does"
+    )
+    export.add_argument(
+        "--config", type=Path, required=True, help="splatfacto config.yml (checkpoint beside it)"
+    )
+    export.add_argument("--output", "-o", type=Path, required=True, help="PLY to write")
 
     synthetic = commands.add_parser("synthetic", help="write the bundled synthetic splatfacto run")
     synthetic.add_argument("out_dir", type=Path, help="job root to write refined/... into")
@@ -99,9 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0)
 
     bench = commands.add_parser("bench", help="time the preview against the ns-render + ffmpeg baseline")
-    from splat_render.bench import add_arguments
-
-    add_arguments(bench)
+    bench.add_argument(
+        "--scenes", default="1.5M", help=f"synthetic sizes, comma-separated: {', '.join(SCENE_SIZES)}"
+    )
+    bench.add_argument("--config", type=Path, action="append", help="benchmark this splatfacto run instead")
+    bench.add_argument("--resolutions", default="720p,1080p", help="comma-separated, e.g. 360p,720p,1080p")
+    bench.add_argument("--frames", default="150,300", help="comma-separated frame counts")
+    bench.add_argument(
+        "--baseline", default="1080p:300", help="RESOLUTION:FRAMES pairs that also run ns-render (or 'none')"
+    )
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--results", type=Path, default=Path("results"), help="folder for the JSON report")
+    bench.add_argument(
+        "--work", type=Path, help="scratch folder for scenes and outputs (default: a temp dir)"
+    )
+    bench.add_argument("--no-end-to-end", action="store_true", help="skip the fresh-process runs")
     return parser
 
 
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "preview":
             return run_preview(args)
+        if args.command == "export":
+            return run_export(args)
         if args.command == "synthetic":
             return run_synthetic(args)
         from splat_render.bench import run_bench
@@ -120,6 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     except PreviewInputError as exc:
         print(f"splat-render: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from splat_render.export import export_splat
+
+    report = export_splat(args.config, args.output)
+    print(
+        f"wrote {report.output}: {report.written:,} gaussians from {report.checkpoint.name} "
+        f"(dropped {report.non_finite:,} with non-finite values, {report.faint:,} fainter than 1/255)"
+    )
+    return 0
 
 
 def run_synthetic(args: argparse.Namespace) -> int:
@@ -135,6 +156,10 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
+    if args.standby:
+        from splat_render.standby import stand_by
+
+        stand_by(sys.stdin)
     from rich.console import Console
 
     from splat_render.encode import EncoderSpec

@@ -19,6 +19,15 @@ def num_sh_rest(sh_degree: int) -> int:
     return (sh_degree + 1) ** 2 - 1
 
 
+def splatfacto_sh_dc(features_dc: torch.Tensor, sh_degree: int) -> torch.Tensor:
+    """Splatfacto's DC colour parameter as the degree-0 SH coefficient.
+
+    With SH degree 0 splatfacto stores a colour logit instead (sigmoid activation); ns-export writes
+    it as RGB2SH(sigmoid(logit)), and so is it converted here, in float32 as there.
+    """
+    return features_dc if sh_degree > 0 else (torch.sigmoid(features_dc) - 0.5) / SH_C0
+
+
 @dataclass(frozen=True)
 class Gaussians:
     """Splatfacto gaussians in the training frame.

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.errors import PreviewInputError
-from splat_render.gaussians import Gaussians
+from splat_render.gaussians import Gaussians, splatfacto_sh_dc
 from splat_render.raster import resolve_device
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")
@@ -74,7 +75,7 @@ def load_splatfacto(config_path: Path | str, device: torch.device | str | None =
     if not config_path.is_file():
         raise PreviewInputError(f"config not found: {config_path}")
     checkpoint = find_checkpoint(config_path)
-    check_splatfacto_config(config_path)
+    splatfacto_model_config(config_path)
     target = resolve_device(device)
 
     eval_setup = import_eval_setup()
@@ -141,24 +142,52 @@ def import_eval_setup() -> Any:
     return eval_setup
 
 
-def check_splatfacto_config(config_path: Path) -> None:
-    """Parse config.yml with nerfstudio's classes and check that it is a splatfacto run."""
-    import yaml
-    from nerfstudio.engine.trainer import TrainerConfig
-    from nerfstudio.models.splatfacto import SplatfactoModelConfig
+TRAINER_CONFIG = "nerfstudio.engine.trainer.TrainerConfig"
+SPLATFACTO_CONFIG = "nerfstudio.models.splatfacto.SplatfactoModelConfig"
+CLASS_KEY = "!class"  # where the structure reader keeps the class a mapping's tag names
 
+
+class _StructureLoader(yaml.SafeLoader):
+    """Reads config.yml as plain data, keeping the class names its tags carry.
+
+    config.yml is nerfstudio's pickled-as-YAML TrainerConfig: constructing it imports every class it
+    names (the trainer, the viewer, the model: seconds of imports). Telling what kind of run it is
+    needs only the names.
+    """
+
+
+def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    kind, _, name = suffix.partition(":")
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+        return {**value, CLASS_KEY: name} if kind == "object" else value
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_StructureLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_tagged)
+
+
+def splatfacto_model_config(config_path: Path) -> dict[str, Any]:
+    """The model section of a splatfacto run's config.yml as plain data, importing nothing;
+    a one-line PreviewInputError when the file is not a splatfacto training config."""
     try:
-        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+        config = yaml.load(config_path.read_text(), Loader=_StructureLoader)
     except Exception as exc:
         raise PreviewInputError(
             f"{config_path} is not a readable nerfstudio config: {first_line(exc)}"
         ) from exc
-    if not isinstance(config, TrainerConfig):
+    if not isinstance(config, dict) or config.get(CLASS_KEY) != TRAINER_CONFIG:
         raise PreviewInputError(f"{config_path} is not a nerfstudio training config")
-    if not isinstance(config.pipeline.model, SplatfactoModelConfig):
+    pipeline = config.get("pipeline")
+    model = pipeline.get("model") if isinstance(pipeline, dict) else None
+    if not isinstance(model, dict) or model.get(CLASS_KEY) != SPLATFACTO_CONFIG:
         raise PreviewInputError(
-            f"{config_path} is a '{config.method_name}' run; only splatfacto models can be previewed"
+            f"{config_path} is a '{config.get('method_name')}' run; only splatfacto models can be "
+            "previewed or exported"
         )
+    return model
 
 
 def locate_dataset(config_path: Path, stored: Path) -> Path:
@@ -228,7 +257,7 @@ def extract(pipeline: Any, checkpoint: Path, step: int, device: torch.device) ->
             quats=params["quats"].detach(),
             log_scales=params["scales"].detach(),
             opacity_logits=params["opacities"].detach().reshape(-1),
-            sh_dc=params["features_dc"].detach(),
+            sh_dc=splatfacto_sh_dc(params["features_dc"].detach(), model.config.sh_degree),
             sh_rest=params["features_rest"].detach(),
         ).to(device)
     cameras = pipeline.datamanager.train_dataset.cameras

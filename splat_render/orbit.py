@@ -24,9 +24,7 @@ import numpy as np
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, normalized
-
-PathKind = Literal["auto", "orbit", "dollhouse", "capture"]
-PATH_KINDS: tuple[PathKind, ...] = ("auto", "orbit", "dollhouse", "capture")
+from splat_render.sizes import PATH_KINDS, PathKind
 
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 7680
 VIEW_AGREEMENT = 0.5  # mean length of the training cameras' horizontal view directions that counts as one way

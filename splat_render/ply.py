@@ -114,11 +114,9 @@ def write_gaussians(
     table = torch.cat(
         [g.means, torch.zeros(n, 3), g.sh_dc, rest, g.opacity_logits[:, None], g.log_scales, g.quats], dim=1
     )
-    names = ply_property_names(k)
-    records = np.empty(n, dtype=[(name, "<f4") for name in names])
-    values = table.detach().numpy().astype("<f4")
-    for i, name in enumerate(names):
-        records[name] = values[:, i]
+    # A row of the float32 table has the layout of a vertex record: view it as one, no copy.
+    values = np.ascontiguousarray(table.detach().numpy(), dtype="<f4")
+    records = values.view([(name, "<f4") for name in ply_property_names(k)]).reshape(n)
     element = PlyElement.describe(records, "vertex")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

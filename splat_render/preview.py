@@ -99,7 +99,6 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
 
         # With --ply the checkpoint supplies only settings and cameras: keep its copy off the GPU.
         loaded = load_splatfacto(config, device if ply is None else torch.device("cpu"))
-        gaussians = loaded.gaussians
         settings = RenderSettings(loaded.background.to(device), loaded.rasterize_mode)
         cameras = loaded.cameras
     else:
@@ -111,6 +110,11 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
         gaussians = read_gaussians(ply).to(device)
         if config is None:
             up = vertical_axis(ply)
+    else:
+        from splat_render.export import exported_rows
+
+        # What the export writes: no rows the rasterizer cannot draw (non-finite) or skips (faint).
+        gaussians = loaded.gaussians.select(exported_rows(loaded.gaussians)[0])
     return Scene(gaussians, settings, cameras, up)
 
 

@@ -121,3 +121,23 @@ def test_fresh_process_loads_without_the_method_registry(synthetic_run, tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(len(synthetic_run.scene.gaussians)), "False", "True"]
+
+
+def test_the_config_check_tells_splatfacto_runs_from_every_other_method(tmp_path):
+    """The check reads config.yml's class tags without importing them; nerfstudio's own configs of
+    every method it ships, dumped as ns-train dumps them, are told apart."""
+    import yaml
+    from nerfstudio.configs.method_configs import method_configs
+
+    from splat_render.model import splatfacto_model_config
+
+    accepted = []
+    for name, config in method_configs.items():
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.dump(config))
+        try:
+            splatfacto_model_config(path)
+            accepted.append(name)
+        except PreviewInputError as error:
+            assert f"is a '{config.method_name}' run; only splatfacto models" in str(error)
+    assert accepted == ["splatfacto", "splatfacto-big"]

@@ -22,25 +22,34 @@ from splat_render.synthetic import SceneSpec, write_synthetic_run
 FRAME_SIZE = (64, 48)
 DATASET_FRAMES = {"scan1": 3, "scan2": 2}
 
-# One script stands in for ns-process-data, ns-train and ns-export (it goes by the name it was
-# called with): it records the call, then copies that tool's outputs from a finished synthetic run
-# into its working directory. Its mode comes from modes.json beside it: "ok", "fail" (outputs, then
-# exit 3: a step cut short) or "silent" (exit 0, no outputs).
+# One script stands in for ns-process-data and ns-train (it goes by the name it was called with): it
+# records the call, waits for the file awaits.json names for it if any, then copies that tool's
+# outputs from a finished synthetic run into its working directory. Its mode comes from modes.json
+# beside it: "ok", "fail" (outputs, then exit 3: a step cut short), "silent" (exit 0, no outputs) or
+# "hang" (no outputs, sleeps).
 FAKE_TOOL = """\
 #!{python}
-import json, os, shutil, sys
+import json, os, shutil, sys, time
 from pathlib import Path
 
 here = Path(__file__).parent
 name = Path(sys.argv[0]).name
+call = {{"tool": name, "argv": sys.argv[1:], "cwd": os.getcwd(), "pid": os.getpid()}}
 with open(here / "calls.jsonl", "a") as calls:
-    weights_only = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    call = {{"tool": name, "argv": sys.argv[1:], "cwd": os.getcwd(), "no_weights_only": weights_only}}
     calls.write(json.dumps(call) + "\\n")
+awaits = here / "awaits.json"
+awaited = json.loads(awaits.read_text()).get(name) if awaits.exists() else None
+deadline = time.monotonic() + 30
+while awaited and not Path(awaited).exists():
+    if time.monotonic() > deadline:
+        sys.exit(f"{{name}}: {{awaited}} never appeared")
+    time.sleep(0.02)
 modes = here / "modes.json"
 mode = json.loads(modes.read_text()).get(name, "ok") if modes.exists() else "ok"
 if mode == "silent":
     sys.exit(0)
+if mode == "hang":
+    time.sleep(120)
 output = {outputs!r}[name]
 source = Path({template!r}) / output
 if source.is_dir():
@@ -55,26 +64,47 @@ if mode == "fail":
 FAKE_OUTPUTS = {
     "ns-process-data": str(layout.NERFSTUDIO_DATA),
     "ns-train": str(layout.TRAIN_RUN),
-    "ns-export": str(layout.SPLAT_PLY),
 }
 
-# The preview renderer's stand-in: `fake_preview.py MODE --config C --ply P --output O --poster J`.
+# The preview renderer's stand-in: `fake_preview.py MODE --config C --output O --standby`. Like the
+# renderer it writes its pid file first, waits for a line on stdin, and exits without rendering when
+# the input ends instead. Each go-ahead it gets is recorded in preview_calls.jsonl; then it writes
+# each file an option names.
 FAKE_PREVIEW = """\
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 from pathlib import Path
 
-mode, options = sys.argv[1], dict(zip(sys.argv[2::2], sys.argv[3::2]))
-record = Path(__file__).with_name("preview_call.json")
-if mode == "ok":
-    record.write_text(json.dumps(options))
-    Path(options["--output"]).write_bytes(b"not really an mp4")
-    Path(options["--poster"]).write_bytes(b"not really a jpeg")
-elif mode == "crash":
-    raise RuntimeError("CUDA error: out of memory")
-elif mode == "hang":
+here = Path(__file__).parent
+mode, args = sys.argv[1], sys.argv[2:]
+standby = "--standby" in args
+named = [arg for arg in args if arg != "--standby"]
+options = dict(zip(named[::2], named[1::2]))
+(here / "preview_pid.tmp").write_text(str(os.getpid()))
+(here / "preview_pid.tmp").replace(here / "preview_pid")
+if mode == "crash-in-standby":
+    raise RuntimeError("no CUDA driver")
+if standby and not sys.stdin.readline():
+    sys.exit("fake preview: the input ended before the run was finished")
+output = Path(options["--output"])
+call = {"options": options, "standby": standby}
+call["splat.ply at go-ahead"] = output.with_name("splat.ply").exists()
+if mode == "beside":  # busy until the job's last other step has written its file
+    deadline = time.monotonic() + 30
+    while not output.with_name("splat_rot.splat").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    call["splat_rot.splat seen"] = output.with_name("splat_rot.splat").exists()
+if mode == "hang":
     helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    record.write_text(json.dumps({"pids": [helper.pid, __import__("os").getpid()]}))
+    call["pids"] = [helper.pid, os.getpid()]
+with open(here / "preview_calls.jsonl", "a") as calls:
+    calls.write(json.dumps(call) + "\\n")
+if mode == "crash":
+    raise RuntimeError("CUDA error: out of memory")
+if mode == "hang":
     time.sleep(120)
+for option, path in options.items():  # every file the renderer is told to write
+    if option != "--config":
+        Path(path).write_bytes(b"not really a preview")
 """
 
 
@@ -149,6 +179,10 @@ class FakeTools:
         modes = json.loads(modes_file.read_text()) if modes_file.exists() else {}
         modes_file.write_text(json.dumps({**modes, tool: mode}))
 
+    def await_file(self, tool: str, path: Path) -> None:
+        """Have the tool wait until ``path`` exists before it does its work."""
+        (self.bin_dir / "awaits.json").write_text(json.dumps({tool: str(path)}))
+
     def calls(self) -> list[dict]:
         calls_file = self.bin_dir / "calls.jsonl"
         return (
@@ -171,15 +205,35 @@ def fake_tools(tmp_path: Path, finished_run: Path, monkeypatch: pytest.MonkeyPat
     return FakeTools(bin_dir)
 
 
+@dataclass(frozen=True)
+class FakePreview:
+    """The renderer stand-in: where it says it runs, and the go-aheads it got."""
+
+    folder: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / "preview_pid"
+
+    def pid(self) -> int:
+        return int(self.pid_file.read_text())
+
+    def calls(self) -> list[dict]:
+        calls_file = self.folder / "preview_calls.jsonl"
+        return (
+            [json.loads(line) for line in calls_file.read_text().splitlines()] if calls_file.exists() else []
+        )
+
+
 @pytest.fixture
-def fake_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
-    """Select the preview stand-in's mode; returns where it records its call."""
+def fake_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], FakePreview]:
+    """Select the renderer stand-in's mode (SPLATTER_PREVIEW_CMD)."""
     script = tmp_path / "preview-bin" / "fake_preview.py"
     script.parent.mkdir()
     script.write_text(FAKE_PREVIEW)
 
-    def use(mode: str) -> Path:
+    def use(mode: str) -> FakePreview:
         monkeypatch.setenv("SPLATTER_PREVIEW_CMD", shlex.join([sys.executable, str(script), mode]))
-        return script.with_name("preview_call.json")
+        return FakePreview(script.parent)
 
     return use

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import io
+import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import pytest
 
 import run
 from pipeline import layout
+from pipeline.errors import PipelineError
+from pipeline.preview import DEFAULT_RENDERER, PreviewRenderer
+from splat_render.errors import PreviewInputError
 
-STAGES = ["extract_frames", "process_data", "train", "export", "rotate", "convert", "preview"]
-TOOLS = ["ns-process-data", "ns-train", "ns-export"]
+STAGES = ["extract_frames", "process_data", "train", "preview", "export", "rotate", "convert"]
+TOOLS = ["ns-process-data", "ns-train"]
+# The preview's share (5) counts once the job has waited for it, at the end.
+PERCENT_AT_START = [0, 5, 10, 85, 85, 90, 92, 100]
 REPO = Path(run.__file__).resolve().parent
 
 
@@ -59,27 +68,47 @@ def outlived_the_kill(pid: int) -> bool:
 
 
 def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, fake_tools, fake_preview):
-    preview_call = fake_preview("ok")
+    preview = fake_preview("ok")
 
     result = run_job("--train-iterations", "5")
 
     assert result.status == 0, result.stderr
     assert fake_tools.tools_called() == TOOLS
-    assert result.stages() == [*STAGES, "done"]
-    percents = [int(line.rsplit("pct=", 1)[1]) for line in result.progress()]
-    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
-    expected = [f"[PROGRESS] stage={s} pct={p}" for s, p in zip([*STAGES, "done"], percents, strict=True)]
+    expected = [
+        f"[PROGRESS] stage={s} pct={p}" for s, p in zip([*STAGES, "done"], PERCENT_AT_START, strict=True)
+    ]
     assert result.progress() == expected
     for path in (layout.SPLAT_PLY, layout.ROTATED_PLY, layout.SPLAT_FILE, layout.PREVIEW, layout.POSTER):
         assert (job_root / path).is_file(), path
     assert (job_root / layout.SPLAT_FILE).stat().st_size == 32 * 2000
     assert len(list((job_root / layout.FRAMES).glob("*.jpg"))) == 5
-    assert json.loads(preview_call.read_text()) == {
-        "--config": str(job_root / layout.CONFIG),
-        "--ply": str(job_root / layout.SPLAT_PLY),
-        "--output": str(job_root / layout.PREVIEW),
-        "--poster": str(job_root / layout.POSTER),
-    }
+    assert preview.calls() == [
+        {
+            "options": {
+                "--config": str(job_root / layout.CONFIG),
+                "--output": str(job_root / layout.PREVIEW),
+                "--poster": str(job_root / layout.POSTER),
+            },
+            "standby": True,
+            "splat.ply at go-ahead": False,  # told to render as soon as training ended
+        }
+    ]
+
+
+def test_the_renderer_imports_while_training_runs_and_renders_beside_the_export(
+    job_root, run_job, fake_tools, fake_preview
+):
+    preview = fake_preview("beside")
+    # Training finishes only once the renderer has started: it started with training, not after.
+    fake_tools.await_file("ns-train", preview.pid_file)
+
+    result = run_job()
+
+    assert result.status == 0, result.stderr
+    # The renderer was still busy when convert, the job's last other step, wrote splat_rot.splat.
+    assert preview.calls()[0]["splat_rot.splat seen"] is True
+    assert (job_root / layout.PREVIEW).is_file()
+    assert result.stages() == [*STAGES, "done"]
 
 
 def test_the_nerfstudio_tools_get_the_pipeline_flags_from_the_job_root(
@@ -99,24 +128,35 @@ def test_the_nerfstudio_tools_get_the_pipeline_flags_from_the_job_root(
         "nerfstudio-data",
         *("--center-method", "none", "--orientation-method", "none", "--auto-scale-poses", "False"),
     ]
-    assert calls["ns-export"]["no_weights_only"] == "1"  # nerfstudio checkpoints need it with torch >= 2.6
-    assert calls["ns-export"]["argv"] == [
-        "gaussian-splat",
-        *("--load-config", "refined/splatter/splatfacto/config.yml", "--output-dir", "refined/splatter"),
-    ]
 
 
-def test_a_second_run_skips_every_finished_step(run_job, fake_tools, fake_preview):
-    fake_preview("ok")
+def test_a_second_run_skips_every_finished_step(job_root, run_job, fake_tools, fake_preview):
+    preview = fake_preview("ok")
     assert run_job().status == 0
-    calls = fake_tools.calls()
+    calls, splat = fake_tools.calls(), (job_root / layout.SPLAT_PLY).stat().st_mtime_ns
 
     again = run_job()
 
     assert again.status == 0
     assert fake_tools.calls() == calls
+    assert len(preview.calls()) == 1
+    assert (job_root / layout.SPLAT_PLY).stat().st_mtime_ns == splat
     assert again.stages() == [*STAGES, "done"]
     assert again.stdout.count("already done, skipped") == len(STAGES)
+
+
+def test_a_lost_ply_is_exported_again_without_rendering_again(job_root, run_job, fake_tools, fake_preview):
+    preview = fake_preview("ok")
+    assert run_job().status == 0
+    (job_root / layout.SPLAT_PLY).unlink()
+
+    again = run_job()
+
+    assert again.status == 0
+    skipped = {line.split()[3].rstrip(":") for line in again.stdout.splitlines() if "already done" in line}
+    assert skipped == {"extract_frames", "process_data", "train", "preview"}
+    assert len(preview.calls()) == 1 and fake_tools.tools_called() == TOOLS
+    assert (job_root / layout.SPLAT_PLY).is_file() and (job_root / layout.SPLAT_FILE).is_file()
 
 
 def test_force_redoes_everything(run_job, fake_tools, fake_preview):
@@ -135,14 +175,14 @@ def test_a_step_cut_short_is_redone_with_everything_after_it(job_root, run_job, 
 
     fake_tools.set_mode("ns-train", "ok")
     assert run_job().status == 0
-    assert fake_tools.tools_called() == ["ns-process-data", "ns-train", "ns-train", "ns-export"]
+    assert fake_tools.tools_called() == ["ns-process-data", "ns-train", "ns-train"]
 
 
 def test_another_training_budget_retrains(run_job, fake_tools, fake_preview):
     fake_preview("ok")
     assert run_job("--train-iterations", "5").status == 0
     assert run_job("--train-iterations", "50").status == 0
-    assert fake_tools.tools_called() == TOOLS + ["ns-train", "ns-export"]
+    assert fake_tools.tools_called() == TOOLS + ["ns-train"]
 
 
 def test_a_crashing_preview_leaves_a_successful_job(job_root, run_job, fake_tools, fake_preview):
@@ -161,23 +201,85 @@ def test_a_crashing_preview_leaves_a_successful_job(job_root, run_job, fake_tool
     assert result.stages()[-1] == "done"
 
 
+def test_a_renderer_that_dies_in_standby_leaves_a_successful_job(job_root, run_job, fake_tools, fake_preview):
+    fake_preview("crash-in-standby")
+
+    result = run_job()
+
+    assert result.status == 0, result.stderr
+    assert (job_root / layout.SPLAT_FILE).is_file()
+    assert "preview failed, the job goes on without it" in result.stdout
+    assert "RuntimeError: no CUDA driver" in result.stdout
+
+
 def test_a_hanging_preview_is_killed_with_its_children(run_job, fake_tools, fake_preview):
-    preview_call = fake_preview("hang")
+    preview = fake_preview("hang")
 
     result = run_job("--preview-timeout", "1")
 
     assert result.status == 0, result.stderr
     assert "did not finish within 1 s" in result.stdout
-    assert not any(outlived_the_kill(pid) for pid in json.loads(preview_call.read_text())["pids"])
+    assert not any(outlived_the_kill(pid) for pid in preview.calls()[0]["pids"])
+
+
+def test_a_failed_training_leaves_no_renderer_behind(run_job, fake_tools, fake_preview):
+    preview = fake_preview("ok")
+    fake_tools.await_file("ns-train", preview.pid_file)  # fails once the renderer stands by
+    fake_tools.set_mode("ns-train", "fail")
+
+    result = run_job()
+
+    assert result.status == 1
+    assert not outlived_the_kill(preview.pid())
+    assert preview.calls() == []
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGKILL])
+def test_a_job_cancelled_in_training_leaves_no_renderer_behind(
+    job_root, fake_tools, fake_preview, signal_number
+):
+    """SIGTERM (the runner's cancel) unwinds run.py, which kills the renderer's group; after a
+    SIGKILL nothing unwinds, and the renderer in standby sees its stdin end and exits by itself."""
+    preview = fake_preview("ok")
+    fake_tools.await_file("ns-train", preview.pid_file)
+    fake_tools.set_mode("ns-train", "hang")
+    job = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "--job_root_path", str(job_root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "ns-train" not in fake_tools.tools_called() or not preview.pid_file.exists():
+            assert time.monotonic() < deadline and job.poll() is None, "training never started"
+            time.sleep(0.05)
+        job.send_signal(signal_number)
+        assert job.wait(timeout=30) != 0
+        assert not outlived_the_kill(preview.pid())
+        assert preview.calls() == []
+    finally:
+        job.kill()
+        train = next(call for call in fake_tools.calls() if call["tool"] == "ns-train")
+        if signal_number == signal.SIGKILL:  # nothing unwound to kill the training's group
+            os.killpg(train["pid"], signal.SIGKILL)
+    assert not outlived_the_kill(train["pid"])
 
 
 def test_a_failed_preview_is_retried_on_the_next_run(job_root, run_job, fake_tools, fake_preview):
     fake_preview("crash")
     assert run_job().status == 0
-    fake_preview("ok")
-    assert run_job().status == 0
+    splat = (job_root / layout.SPLAT_PLY).stat().st_mtime_ns
+    preview = fake_preview("ok")
+
+    again = run_job()
+
+    assert again.status == 0
     assert (job_root / layout.PREVIEW).is_file()
     assert fake_tools.tools_called() == TOOLS
+    assert again.stdout.count("already done, skipped") == len(STAGES) - 1
+    assert (job_root / layout.SPLAT_PLY).stat().st_mtime_ns == splat
+    # The crashed render came with training's end, the retry alone, beside the finished files.
+    assert [call["splat.ply at go-ahead"] for call in preview.calls()] == [False, True]
 
 
 def test_no_datasets_fails_fast(job_root, run_job, fake_tools):
@@ -222,11 +324,33 @@ def test_frames_that_do_not_match_images_bin_fail_before_nerfstudio_runs(job_roo
 
 
 def test_a_step_whose_output_did_not_appear_fails_the_job(run_job, fake_tools):
-    fake_tools.set_mode("ns-export", "silent")
+    fake_tools.set_mode("ns-process-data", "silent")
     result = run_job()
     assert result.status == 1
-    assert "export failed: expected output refined/splatter/splat.ply did not appear" in result.stderr
+    assert (
+        "process_data failed: expected output refined/nerfstudio-data/transforms.json did not appear"
+        in result.stderr
+    )
+    assert result.stages()[-1] == "process_data"
+
+
+def test_a_failed_export_fails_the_job_and_stops_the_renderer(run_job, fake_tools, fake_preview, monkeypatch):
+    preview = fake_preview("hang")
+    fake_tools.await_file("ns-train", preview.pid_file)  # the renderer is up when the export fails
+
+    def unreadable(config, output):
+        raise PreviewInputError(f"cannot load checkpoint of {config}: truncated")
+
+    monkeypatch.setattr("pipeline.job.export_splat", unreadable)
+
+    result = run_job()
+
+    assert result.status == 1
+    assert "export failed: cannot load checkpoint" in result.stderr
     assert result.stages()[-1] == "export"
+    helpers = [pid for call in preview.calls() for pid in call["pids"]]
+    assert not any(outlived_the_kill(pid) for pid in [preview.pid(), *helpers])
+    assert "preview failed" not in result.stdout  # stopped with the job, not a failure of its own
 
 
 def test_a_failing_tool_fails_the_job_naming_the_step(run_job, fake_tools):
@@ -255,3 +379,48 @@ def test_the_command_line_reports_errors_on_one_line(job_root):
     assert done.stderr.rstrip().endswith(
         "missing COLMAP files in refined/global/refined_sfm_combined/: images.bin"
     )
+
+
+def test_the_real_renderer_stands_by_and_renders_the_finished_run(job_root, run_job, fake_tools, monkeypatch):
+    small = ["--resolution", "64x36", "--frames", "90", "--quiet"]
+    monkeypatch.setenv("SPLATTER_PREVIEW_CMD", shlex.join([*DEFAULT_RENDERER, *small]))
+
+    result = run_job()
+
+    assert result.status == 0, result.stderr
+    assert "standing by: imports took" in result.stdout
+    with av.open(str(job_root / layout.PREVIEW)) as video:
+        stream = video.streams.video[0]
+        assert (stream.width, stream.height, stream.frames) == (64, 36, 90)
+
+
+def test_a_stopped_renderer_never_starts(job_root, fake_preview):
+    """stop() may come from the job's thread while a stage's thread is about to start the renderer."""
+    preview = fake_preview("ok")
+    renderer = PreviewRenderer(job_root, tuple(shlex.split(os.environ["SPLATTER_PREVIEW_CMD"])), 10.0)
+    renderer.stop()
+    renderer.warm_up()
+    with pytest.raises(PipelineError, match="the job ended before the preview started"):
+        renderer.render()
+    assert not preview.pid_file.exists()
+
+
+def test_each_progress_line_is_written_whole(job_root, fake_tools, fake_preview, monkeypatch):
+    """The renderer's output is logged from another thread while export, rotate and convert start:
+    a progress line written in pieces could have a log line land inside it."""
+    fake_preview("ok")
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+
+    assert run.main(["--job_root_path", str(job_root)]) == 0
+
+    progress = [text for text in writes if "[PROGRESS]" in text]
+    assert progress == [
+        f"[PROGRESS] stage={s} pct={p}\n" for s, p in zip([*STAGES, "done"], PERCENT_AT_START, strict=True)
+    ]
