@@ -18,15 +18,17 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
-from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians, splatfacto_sh_dc
 from splat_render.raster import resolve_device
+
+if TYPE_CHECKING:  # nerfstudio is imported only where a camera batch is built
+    from nerfstudio.cameras.cameras import Cameras
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")
 

@@ -172,12 +172,15 @@ def ring_path(
     kind: Literal["orbit", "dollhouse"],
     camera_c2w: np.ndarray | None = None,  # [M,3,4] training cameras: the arc and the start
     reason: str = "",
+    radii: np.ndarray | None = None,  # [S] how far each point's splat reaches beyond its centre
 ) -> CameraPath:
     """An orbit (or dollhouse) around the content, fitted to its points, with per-frame cut planes."""
     elevation = math.radians(spec.elevation_deg or DEFAULT_ELEVATION[kind])
+    radii = np.zeros(len(points)) if radii is None else radii
     ceiling = _ceiling_cut(frame, camera_c2w) if kind == "dollhouse" else None
     if ceiling is not None:
-        points = points[~hidden_by_cuts(points, ceiling[None, None])[0]]
+        below = ~hidden_by_cuts(points, ceiling[None, None])[0]
+        points, radii = points[below], radii[below]
     target = _robust_center(points, frame)
     azimuths, arc_note = _azimuths(frame, target, spec, camera_c2w, loop_only=kind == "dollhouse")
     horizontal = np.cos(azimuths)[:, None] * frame.axes[0] + np.sin(azimuths)[:, None] * frame.axes[1]
@@ -188,13 +191,14 @@ def ring_path(
         cuts = np.concatenate([cuts, np.broadcast_to(ceiling, (len(cuts), 1, *ceiling.shape))], axis=1)
     visible = ~hidden_by_cuts(points, cuts)
     closed = arc_note == "loop"
-    distances = _fitted_distances(rotations, directions, points - target, visible, spec, closed)
+    content = (points - target, radii, visible)
+    distances = _fitted_distances(rotations, directions, content, spec, closed)
     # Perspective pushes the near side of the content off-centre: turn each camera (level) to the
     # middle of the content's image and fit the distances again for those views, twice (the second
     # turn is a fraction of the first).
     for _ in range(2):
-        rotations = _centred(rotations, directions, distances, points - target, visible, frame.up, spec)
-        distances = _fitted_distances(rotations, directions, points - target, visible, spec, closed)
+        rotations = _centred(rotations, directions, distances, content, frame.up, spec)
+        distances = _fitted_distances(rotations, directions, content, spec, closed)
     positions = target + distances[:, None] * directions
     c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
     note = f"{reason}; {arc_note}" if reason else arc_note
@@ -299,51 +303,48 @@ def _occluder_cuts(
     return np.stack(walls, axis=1)
 
 
-def _image_coordinates(
-    rotations: np.ndarray,  # [F,3,3] camera axes (right, up, backward) as columns
-    directions: np.ndarray,  # [F,3] target → camera, unit
-    local_points: np.ndarray,  # [S,3] content points relative to the target
-    visible: np.ndarray,  # [F,S] which points each frame draws
-    spec: PathSpec,
-):
-    """A function of the distances [F] giving (u, v) [2,F,S] in half-frames and whether content lies
-    behind the camera [F]; hidden points sit at the image centre, inside every quantile."""
+Content = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Points [S,3] relative to the target, their splats' radii [S], which points each frame draws [F,S]."""
+
+
+def _image_coordinates(rotations: np.ndarray, directions: np.ndarray, content: Content, spec: PathSpec):
+    """A function of the distances [F] giving the content's image extent: where each splat starts
+    and ends (low, high [2,F,S] in half-frames along u and v) and whether content lies behind the
+    camera [F]. Hidden points sit at the image centre, inside every quantile."""
+    local_points, radii, visible = content
     tan_y = math.tan(math.radians(spec.fov_y_deg) / 2)
-    tan_x = tan_y * spec.width / spec.height
+    scale = np.array([tan_y * spec.width / spec.height, tan_y])[:, None, None]  # [2,1,1]: u, v
     local = np.einsum("fji,sj->fsi", rotations, local_points)  # [F,S,3] camera axes, origin at the target
     along = np.einsum("fji,fj->fi", rotations, directions)  # [F,3] the camera's offset direction, same axes
 
-    def project(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def project(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         camera = local - distance[:, None, None] * along[:, None, :]  # [F,S,3] camera coordinates
         depth = -camera[..., 2]
         behind = np.mean(visible & (depth <= 0), axis=1) > ROBUST_SHARE
-        safe = np.maximum(depth, 1e-9)
-        uv = np.stack([camera[..., 0] / (safe * tan_x), camera[..., 1] / (safe * tan_y)])
-        return np.where(visible[None], uv, 0.0), behind
+        safe = np.maximum(depth, 1e-9) * scale  # [2,F,S]
+        centre = np.moveaxis(camera[..., :2], -1, 0)  # [2,F,S]
+        low = np.where(visible, (centre - radii) / safe, 0.0)
+        high = np.where(visible, (centre + radii) / safe, 0.0)
+        return low, high, behind
 
     return project
 
 
 def _fitted_distances(
-    rotations: np.ndarray,
-    directions: np.ndarray,
-    local_points: np.ndarray,
-    visible: np.ndarray,
-    spec: PathSpec,
-    closed: bool,
+    rotations: np.ndarray, directions: np.ndarray, content: Content, spec: PathSpec, closed: bool
 ) -> np.ndarray:
     """Per-frame distance from the target: the fill where it can be, smoothed, never cutting content."""
-    project = _image_coordinates(rotations, directions, local_points, visible, spec)
-    quantiles = [ROBUST_SHARE, 1 - ROBUST_SHARE, REACH_SHARE, 1 - REACH_SHARE]
+    project = _image_coordinates(rotations, directions, content, spec)
 
     def measure(distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        uv, behind = project(distance)
-        low, high, outer_low, outer_high = np.quantile(uv, quantiles, axis=2)  # each [2,F]
-        span = ((high - low) / 2).max(axis=0)
-        reach = np.maximum(np.abs(outer_low), np.abs(outer_high)).max(axis=0)
+        low, high, behind = project(distance)
+        start, outer_start = np.quantile(low, [ROBUST_SHARE, REACH_SHARE], axis=2)  # each [2,F]
+        end, outer_end = np.quantile(high, [1 - ROBUST_SHARE, 1 - REACH_SHARE], axis=2)
+        span = ((end - start) / 2).max(axis=0)
+        reach = np.maximum(np.abs(outer_start), np.abs(outer_end)).max(axis=0)
         return np.where(behind, np.inf, span), np.where(behind, np.inf, reach)
 
-    size = np.quantile(np.linalg.norm(local_points, axis=1), 1 - ROBUST_SHARE)
+    size = np.quantile(np.linalg.norm(content[0], axis=1), 1 - ROBUST_SHARE)
     fitted = _solve(lambda d: measure(d)[0], spec.fill, size, len(rotations))
     fitted = smooth_along(fitted, max(1.0, SMOOTHING * len(fitted)), closed)
     uncut = _solve(lambda d: measure(d)[1], MAX_REACH, size, len(rotations))
@@ -354,15 +355,13 @@ def _centred(
     rotations: np.ndarray,
     directions: np.ndarray,
     distances: np.ndarray,
-    local_points: np.ndarray,
-    visible: np.ndarray,
+    content: Content,
     up: np.ndarray,
     spec: PathSpec,
 ) -> np.ndarray:
     """Rotations [F,3,3] turned, level, towards the middle of the content's robust image box."""
-    uv, _ = _image_coordinates(rotations, directions, local_points, visible, spec)(distances)
-    low, high = np.quantile(uv, [ROBUST_SHARE, 1 - ROBUST_SHARE], axis=2)  # [2,F] each
-    middle = (low + high) / 2
+    low, high, _ = _image_coordinates(rotations, directions, content, spec)(distances)
+    middle = (np.quantile(low, ROBUST_SHARE, axis=2) + np.quantile(high, 1 - ROBUST_SHARE, axis=2)) / 2
     tan_y = math.tan(math.radians(spec.fov_y_deg) / 2)
     tan_x = tan_y * spec.width / spec.height
     looking = np.stack([middle[0] * tan_x, middle[1] * tan_y, -np.ones(len(distances))], axis=1)

@@ -8,10 +8,12 @@ for the summary line.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from splat_render.analysis import SceneAnalysis
 from splat_render.errors import PreviewInputError
 from splat_render.framing import MIN_OPACITY, normalized
+from splat_render.gaussians import Gaussians
 from splat_render.orbit import CameraPath, PathKind, PathSpec, hidden_by_cuts, ring_path
 from splat_render.walkthrough import capture_path
 
@@ -19,11 +21,22 @@ CONTENT_SAMPLE = 2000
 """Content points the path is fitted to: an even stride through them, plenty for 1 % quantiles."""
 
 
-def content_points(analysis: SceneAnalysis, means: np.ndarray, opacities: np.ndarray) -> np.ndarray:
-    """[S,3] an even sample of the visible content gaussians' centres."""
-    chosen = analysis.content & (opacities >= MIN_OPACITY) & np.isfinite(means).all(axis=1)
-    points = means[chosen] if chosen.any() else means[analysis.content]
-    return points[:: max(1, len(points) // CONTENT_SAMPLE)].astype(np.float64)
+SPLAT_REACH = 2.0
+"""A splat shows to about two standard deviations of its largest axis (alpha falls to e⁻² there)."""
+
+
+def content_points(analysis: SceneAnalysis, gaussians: Gaussians) -> tuple[np.ndarray, np.ndarray]:
+    """An even sample of the visible content gaussians: centres [S,3] and how far they reach [S]."""
+    means = gaussians.means.cpu().numpy()
+    finite = np.isfinite(means).all(axis=1)
+    chosen = analysis.content & (gaussians.opacities().cpu().numpy() >= MIN_OPACITY) & finite
+    if not chosen.any():
+        chosen = analysis.content & finite
+    index = np.flatnonzero(chosen)[:: max(1, int(chosen.sum()) // CONTENT_SAMPLE)]
+    points = means[index].astype(np.float64)
+    reach = SPLAT_REACH * gaussians.scales()[torch.as_tensor(index)].amax(dim=1).cpu().numpy()
+    extent = np.percentile(points, 99, axis=0) - np.percentile(points, 1, axis=0)
+    return points, np.minimum(reach, 0.05 * np.linalg.norm(extent)).astype(np.float64)  # no giant splat rules
 
 
 def choose_path(analysis: SceneAnalysis, requested: PathKind) -> tuple[PathKind, str]:
@@ -37,14 +50,14 @@ def choose_path(analysis: SceneAnalysis, requested: PathKind) -> tuple[PathKind,
     return "orbit", analysis.reason
 
 
-def plan_path(analysis: SceneAnalysis, points: np.ndarray, spec: PathSpec) -> CameraPath:
-    """The camera path of the preview, fitted to the content points [S,3]."""
+def plan_path(analysis: SceneAnalysis, points: np.ndarray, radii: np.ndarray, spec: PathSpec) -> CameraPath:
+    """The camera path of the preview, fitted to the content points [S,3] and their splats' radii [S]."""
     kind, reason = choose_path(analysis, spec.kind)
     if kind == "capture":
         if analysis.camera_c2w is None:
             raise PreviewInputError("--path capture follows the training cameras: give --config")
         return capture_path(analysis.frame, analysis.camera_c2w, spec, reason)
-    return ring_path(analysis.frame, points, spec, kind, analysis.camera_c2w, reason)
+    return ring_path(analysis.frame, points, spec, kind, analysis.camera_c2w, reason, radii)
 
 
 def poster_frame(path: CameraPath, points: np.ndarray, camera_c2w: np.ndarray | None) -> int:

@@ -123,8 +123,8 @@ def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
     up = np.asarray(spec.up) if spec.up is not None else scene.up
     analysis = analyze_scene(scene.gaussians, scene.cameras, up=up)
     means = scene.gaussians.means.cpu().numpy()
-    points = content_points(analysis, means, scene.gaussians.opacities().cpu().numpy())
-    path = plan_path(analysis, points, spec.path)
+    points, radii = content_points(analysis, scene.gaussians)
+    path = plan_path(analysis, points, radii, spec.path)
     shown = np.ones(len(means), dtype=bool) if spec.keep_unobserved else analysis.shown
     if path.kind == "dollhouse":  # the room alone: what lies outside it was seen from inside, not from here
         shown = shown & inside_box(analysis.frame, means, DOLLHOUSE_MARGIN)

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
 from splat_render.views import FAR_PLANE, NEAR_PLANE, camera_centers, gsplat_cameras, image_size, sh_colors
+
+if TYPE_CHECKING:  # nerfstudio is imported only where a camera batch is built
+    from nerfstudio.cameras.cameras import Cameras
 
 # Bytes of GPU memory per (camera, gaussian) in a batched call (projection outputs, per-camera
 # colours, tile intersections) and per (camera, pixel) (colour, alpha, compositing buffers);

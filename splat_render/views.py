@@ -8,11 +8,14 @@ these few functions, so they all see a camera exactly as splatfacto's ``get_outp
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.gaussians import Gaussians
+
+if TYPE_CHECKING:  # nerfstudio is imported only where a camera batch is built
+    from nerfstudio.cameras.cameras import Cameras
 
 NEAR_PLANE = 0.01
 FAR_PLANE = 1e10
@@ -25,6 +28,8 @@ def pinhole_cameras(
     height: int,
 ) -> Cameras:
     """A batch of identical pinhole cameras (principal point at the image centre) along ``c2w``."""
+    from nerfstudio.cameras.cameras import Cameras
+
     return Cameras(
         camera_to_worlds=c2w.to(torch.float32),
         fx=float(focal),
