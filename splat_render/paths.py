@@ -25,13 +25,15 @@ SPLAT_REACH = 2.0
 """A splat shows to about two standard deviations of its largest axis (alpha falls to e⁻² there)."""
 
 
-def content_points(analysis: SceneAnalysis, gaussians: Gaussians) -> tuple[np.ndarray, np.ndarray]:
-    """An even sample of the visible content gaussians: centres [S,3] and how far they reach [S]."""
+def content_points(
+    analysis: SceneAnalysis, gaussians: Gaussians, drawn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """An even sample of the drawn, visible content gaussians: centres [S,3] and how far they reach [S]."""
     means = gaussians.means.cpu().numpy()
-    finite = np.isfinite(means).all(axis=1)
-    chosen = analysis.content & (gaussians.opacities().cpu().numpy() >= MIN_OPACITY) & finite
+    content = analysis.content & drawn & np.isfinite(means).all(axis=1)
+    chosen = content & (gaussians.opacities().cpu().numpy() >= MIN_OPACITY)
     if not chosen.any():
-        chosen = analysis.content & finite
+        chosen = content if content.any() else analysis.content
     index = np.flatnonzero(chosen)[:: max(1, int(chosen.sum()) // CONTENT_SAMPLE)]
     points = means[index].astype(np.float64)
     reach = SPLAT_REACH * gaussians.scales()[torch.as_tensor(index)].amax(dim=1).cpu().numpy()
@@ -50,9 +52,15 @@ def choose_path(analysis: SceneAnalysis, requested: PathKind) -> tuple[PathKind,
     return "orbit", analysis.reason
 
 
-def plan_path(analysis: SceneAnalysis, points: np.ndarray, radii: np.ndarray, spec: PathSpec) -> CameraPath:
-    """The camera path of the preview, fitted to the content points [S,3] and their splats' radii [S]."""
-    kind, reason = choose_path(analysis, spec.kind)
+def plan_path(
+    analysis: SceneAnalysis,
+    points: np.ndarray,  # [S,3] content points
+    radii: np.ndarray,  # [S] their splats' reach
+    kind: PathKind,  # orbit, dollhouse or capture (as chosen)
+    reason: str,
+    spec: PathSpec,
+) -> CameraPath:
+    """The camera path of the preview, fitted to the content."""
     if kind == "capture":
         if analysis.camera_c2w is None:
             raise PreviewInputError("--path capture follows the training cameras: give --config")

@@ -25,7 +25,7 @@ from splat_render.framing import inside_box
 from splat_render.gaussians import Gaussians
 from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
-from splat_render.paths import content_points, plan_path, poster_frame
+from splat_render.paths import choose_path, content_points, plan_path, poster_frame
 from splat_render.raster import RenderSettings, render_frames, resolve_device
 from splat_render.sheet import SHEET_WIDTH, contact_sheet, sheet_indices, write_image, yuv420_to_rgb
 from splat_render.views import pinhole_cameras
@@ -123,11 +123,12 @@ def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
     up = np.asarray(spec.up) if spec.up is not None else scene.up
     analysis = analyze_scene(scene.gaussians, scene.cameras, up=up)
     means = scene.gaussians.means.cpu().numpy()
-    points, radii = content_points(analysis, scene.gaussians)
-    path = plan_path(analysis, points, radii, spec.path)
+    kind, reason = choose_path(analysis, spec.path.kind)
     shown = np.ones(len(means), dtype=bool) if spec.keep_unobserved else analysis.shown
-    if path.kind == "dollhouse":  # the room alone: what lies outside it was seen from inside, not from here
+    if kind == "dollhouse":  # the room alone: what lies outside it was seen from inside, not from here
         shown = shown & inside_box(analysis.frame, means, DOLLHOUSE_MARGIN)
+    points, radii = content_points(analysis, scene.gaussians, shown)
+    path = plan_path(analysis, points, radii, kind, reason, spec.path)
     drawn = scene.gaussians
     if not shown.all():
         drawn = scene.gaussians.select(torch.as_tensor(shown, device=scene.gaussians.device))
