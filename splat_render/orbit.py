@@ -189,20 +189,46 @@ def ring_path(
     cuts = _occluder_cuts(frame, points, target, directions, horizontal, kind)
     if ceiling is not None:
         cuts = np.concatenate([cuts, np.broadcast_to(ceiling, (len(cuts), 1, *ceiling.shape))], axis=1)
-    visible = ~hidden_by_cuts(points, cuts)
     closed = arc_note == "loop"
-    content = (points - target, radii, visible)
-    distances = _fitted_distances(rotations, directions, content, spec, closed)
+    # The fit runs on key frames (distances and views change slowly along the path) and is
+    # interpolated between them: a 300-frame path costs what a 48-frame one does.
+    keys = _key_frames(len(directions), closed)
+    content = (points - target, radii, ~hidden_by_cuts(points, cuts[keys]))
+    rotations, directions_k = rotations[keys], directions[keys]
+    distances = _fitted_distances(rotations, directions_k, content, spec, closed)
     # Perspective pushes the near side of the content off-centre: turn each camera (level) to the
     # middle of the content's image and fit the distances again for those views, twice (the second
     # turn is a fraction of the first).
     for _ in range(2):
-        rotations = _centred(rotations, directions, distances, content, frame.up, spec)
-        distances = _fitted_distances(rotations, directions, content, spec, closed)
+        rotations = _centred(rotations, directions_k, distances, content, frame.up, spec)
+        distances = _fitted_distances(rotations, directions_k, content, spec, closed)
+    distances = _between_keys(keys, distances, len(directions), closed)
+    forward = normalized(_between_keys(keys, -rotations[:, :, 2], len(directions), closed))
+    rotations = look_at(-forward, np.zeros(3), frame.up)[:, :, :3]
     positions = target + distances[:, None] * directions
     c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
     note = f"{reason}; {arc_note}" if reason else arc_note
     return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps, kind, note, cuts)
+
+
+MAX_KEY_FRAMES = 48
+
+
+def _key_frames(frames: int, closed: bool) -> np.ndarray:
+    """Evenly spaced frame indices to fit on; an open path keeps both of its ends."""
+    count = min(frames, MAX_KEY_FRAMES)
+    if closed:
+        return np.unique(np.round(np.arange(count) * frames / count).astype(int))
+    return np.unique(np.round(np.linspace(0, frames - 1, count)).astype(int))
+
+
+def _between_keys(keys: np.ndarray, values: np.ndarray, frames: int, closed: bool) -> np.ndarray:
+    """[K] or [K,D] values at the key frames, linearly interpolated to every frame (a loop wraps)."""
+    columns = values.reshape(len(keys), -1)
+    every = np.arange(frames)
+    period = frames if closed else None
+    out = np.stack([np.interp(every, keys, column, period=period) for column in columns.T], axis=1)
+    return out.reshape(frames, *values.shape[1:])
 
 
 def _robust_center(points: np.ndarray, frame: SceneFrame) -> np.ndarray:
