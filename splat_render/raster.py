@@ -73,28 +73,35 @@ def render_batch(
 
 
 def _render_gsplat(gaussians, viewmats, Ks, width, height, rasterize_mode):
-    from gsplat import rasterization, spherical_harmonics
+    from gsplat import spherical_harmonics
 
     with torch.no_grad():
         colors = sh_colors(gaussians, camera_centers(viewmats), spherical_harmonics)
-        color, alpha, _ = rasterization(
-            means=gaussians.means,
-            quats=gaussians.quats,
-            scales=gaussians.scales(),
-            opacities=gaussians.opacities(),
-            colors=colors,
-            viewmats=viewmats,
-            Ks=Ks,
-            width=width,
-            height=height,
-            packed=False,
-            near_plane=NEAR_PLANE,
-            far_plane=FAR_PLANE,
-            render_mode="RGB",
-            sh_degree=None,
-            rasterize_mode=rasterize_mode,
-        )
+        color, alpha, _ = _rasterize(gaussians, colors, viewmats, Ks, width, height, rasterize_mode)
     return color, alpha
+
+
+def _rasterize(gaussians, colors, viewmats, Ks, width, height, rasterize_mode):
+    """gsplat's rasterization as splatfacto calls it, with colours already per camera ([C,N,D])."""
+    from gsplat import rasterization
+
+    return rasterization(
+        means=gaussians.means,
+        quats=gaussians.quats,
+        scales=gaussians.scales(),
+        opacities=gaussians.opacities(),
+        colors=colors,
+        viewmats=viewmats,
+        Ks=Ks,
+        width=width,
+        height=height,
+        packed=False,
+        near_plane=NEAR_PLANE,
+        far_plane=FAR_PLANE,
+        render_mode="RGB",
+        sh_degree=None,
+        rasterize_mode=rasterize_mode,
+    )
 
 
 def blending_weights(
@@ -114,27 +121,9 @@ def blending_weights(
         from splat_render.reference import blending_weights as reference_weights
 
         return reference_weights(gaussians, viewmats, Ks, width, height, rasterize_mode)
-    from gsplat import rasterization
-
     ones = torch.ones(len(viewmats), len(gaussians), 1, device=gaussians.device, requires_grad=True)
     with torch.enable_grad():
-        image, _, _ = rasterization(
-            means=gaussians.means,
-            quats=gaussians.quats,
-            scales=gaussians.scales(),
-            opacities=gaussians.opacities(),
-            colors=ones,
-            viewmats=viewmats,
-            Ks=Ks,
-            width=width,
-            height=height,
-            packed=False,
-            near_plane=NEAR_PLANE,
-            far_plane=FAR_PLANE,
-            render_mode="RGB",
-            sh_degree=None,
-            rasterize_mode=rasterize_mode,
-        )
+        image, _, _ = _rasterize(gaussians, ones, viewmats, Ks, width, height, rasterize_mode)
         (weights,) = torch.autograd.grad(image.sum(), ones)
     return weights[..., 0]
 

@@ -57,6 +57,18 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(np.clip(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
 
 
+def median_span(frames: np.ndarray, subject: list[np.ndarray]) -> float:
+    """The median frame's span of what it shows (subject or anything but background)."""
+    return float(
+        np.median(
+            [
+                judge.span(mask | judge.foreground_mask(f, BACKGROUND))
+                for mask, f in zip(subject, frames, strict=True)
+            ]
+        )
+    )
+
+
 def path_up(c2w: np.ndarray) -> np.ndarray:
     """The world up a path keeps level: the direction orthogonal to every frame's right vector,
     on the side the frames' own up vectors point to."""
@@ -94,11 +106,7 @@ def test_an_object_in_residue_is_framed_tight_and_clean(wrapped_object) -> None:
     capture, result = wrapped_object
     frames = result["frames"]
     masks = subject_masks(frames, capture)
-    spans = [
-        judge.span(mask | judge.foreground_mask(frame, BACKGROUND))
-        for mask, frame in zip(masks, frames, strict=True)
-    ]
-    assert 0.7 <= np.median(spans) <= 0.9
+    assert 0.7 <= median_span(frames, masks) <= 0.9
     assert not any(judge.is_cut(mask) for mask in masks)
     fractions = judge.color_fractions(frames, capture.subject_colors)
     assert judge.share_showing(fractions, at_least=3) == 1.0
@@ -126,12 +134,7 @@ def test_an_inria_ply_stands_upright_and_fills_the_frame(tmp_path) -> None:
     result = preview(capture, tmp_path, ply=tmp_path / "inria.ply")
     assert angle_deg(path_up(result["c2w"]), capture.up) <= 10
     frames = result["frames"]
-    masks = subject_masks(frames, capture)
-    spans = [
-        judge.span(mask | judge.foreground_mask(frame, BACKGROUND))
-        for mask, frame in zip(masks, frames, strict=True)
-    ]
-    assert 0.7 <= np.median(spans) <= 0.9
+    assert 0.7 <= median_span(frames, subject_masks(frames, capture)) <= 0.9
     assert judge.coverage(frames, capture.residue_colors).max() < 0.005
 
 
