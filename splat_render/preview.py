@@ -27,7 +27,14 @@ from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
 from splat_render.paths import choose_path, content_points, plan_path, poster_frame
 from splat_render.raster import RenderSettings, render_frames, resolve_device
-from splat_render.sheet import SHEET_WIDTH, contact_sheet, sheet_indices, write_image, yuv420_to_rgb
+from splat_render.sheet import (
+    SHEET_WIDTH,
+    contact_sheet,
+    image_kind,
+    sheet_indices,
+    write_image,
+    yuv420_to_rgb,
+)
 from splat_render.views import pinhole_cameras
 from splat_render.yuv import rgb_to_yuv420
 
@@ -147,6 +154,9 @@ def render_preview(
     output = Path(output)
     if not output.parent.is_dir():
         raise PreviewInputError(f"output folder does not exist: {output.parent}")
+    for still in (spec.poster, spec.contact_sheet):
+        if still is not None:
+            image_kind(still)  # a bad still path fails now, before minutes of rendering
     device = resolve_device(spec.device)
     scene = load_scene(config, ply, device)
     loaded = time.perf_counter()

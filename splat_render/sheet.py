@@ -55,21 +55,27 @@ def sheet_indices(frames: int, tiles: int) -> list[int]:
     return sorted({round(i * frames / tiles) for i in range(tiles)})
 
 
+def image_kind(path: Path) -> str:
+    """Pillow's format for an image path ("PNG" or "JPEG"); a one-line error for what cannot be written."""
+    kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower())
+    if kind is None:
+        raise PreviewInputError(f"{path}: image files must end in .png, .jpg or .jpeg")
+    if not Path(path).parent.is_dir():
+        raise PreviewInputError(f"output folder does not exist: {Path(path).parent}")
+    return kind
+
+
 def write_image(image: np.ndarray, path: Path, max_width: int | None = None) -> None:
     """Write [H,W,3] uint8 as PNG or JPEG (by suffix), atomically, shrunk to ``max_width`` if wider."""
     from PIL import Image
 
     path = Path(path)
+    kind = image_kind(path)
     picture = Image.fromarray(image)
     if max_width is not None and picture.width > max_width:
         picture = picture.resize(
             (max_width, round(picture.height * max_width / picture.width)), Image.Resampling.LANCZOS
         )
-    kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
-    if kind is None:
-        raise PreviewInputError(f"{path}: image files must end in .png, .jpg or .jpeg")
-    if not path.parent.is_dir():
-        raise PreviewInputError(f"output folder does not exist: {path.parent}")
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         picture.save(temp, format=kind, **({"quality": JPEG_QUALITY} if kind == "JPEG" else {}))

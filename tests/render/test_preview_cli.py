@@ -108,6 +108,10 @@ def transparent_ply(path):
         ("no_input", "--config"),
         ("bad_resolution", "resolution"),
         ("too_few_frames", "frames"),
+        ("poster_not_an_image", "must end in .png, .jpg or .jpeg"),
+        ("sheet_in_missing_folder", "output folder does not exist"),
+        ("up_not_an_axis", "up must be one of"),
+        ("capture_path_without_cameras", "--path capture follows the training cameras"),
     ],
 )
 def test_errors_are_one_line_exit_2_and_leave_nothing(job_root_copy, tmp_path, capsys, case, message):
@@ -148,6 +152,18 @@ def test_errors_are_one_line_exit_2_and_leave_nothing(job_root_copy, tmp_path, c
         extra = ["--resolution", "huge"]
     elif case == "too_few_frames":
         extra = ["--frames", "10"]
+    elif case == "poster_not_an_image":
+        extra = ["--poster", str(out_dir / "poster.gif")]
+    elif case == "sheet_in_missing_folder":
+        extra = ["--contact-sheet", str(tmp_path / "no-such-folder" / "sheet.png")]
+    elif case == "up_not_an_axis":
+        extra = ["--up", "sideways"]
+    elif case == "capture_path_without_cameras":
+        (tmp_path / "splat.ply").write_bytes(
+            job_root_copy.joinpath("refined/splatter/splat.ply").read_bytes()
+        )
+        source = ["--ply", str(tmp_path / "splat.ply")]
+        extra = ["--path", "capture"]
     code = main(["preview", *source, "--output", str(output), *SMALL, *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2
