@@ -4,32 +4,34 @@ A trained splat carries gaussians no camera ever saw (residue of random initiali
 a room's walls, sky behind them). A gaussian counts as observed when it shows in the training views:
 its blending weight (alpha times transmittance, occlusion included) summed over low-resolution renders
 of every training view, the significance score pruning methods use. Of what was observed, the
-foreground is what the cameras saw near: a gaussian whose typical viewing depth (the geometric mean
-over the views, weighted by what each saw of it) exceeds FAR_FACTOR times the capture's near depth
-(the median over the views of each view's 30th-percentile depth) is background: sky, a far street
-through a window, the dome around a room seen through its open side.
+foreground is what the cameras saw near: a gaussian whose typical viewing distance (the geometric
+mean over the views, weighted by what each saw of it) exceeds FAR_FACTOR times the capture's near
+distance (the median over the views of each view's 30th-percentile distance) is background: sky, a
+far street through a window, the dome around a room seen through its open side.
 
 The observed foreground is the content a preview frames. What no view saw is not drawn, except inside
 the content's box: there it is what furniture hid from every camera (the floor under a table), and
-leaving it out would show holes. Its box comes from ``framing``; the capture
-is **inside-out** (a room walked from inside: content surrounds the cameras at their own height) or
-**outside-in** (cameras around an object, looking in); the focus is the point nearest all optical axes.
+leaving it out would show holes. Its box comes from ``framing``; the capture is **inside-out** (a
+room walked from inside: content surrounds the cameras at their own height) or **outside-in**
+(cameras around an object, looking in); the focus is the point nearest all optical axes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from nerfstudio.cameras.cameras import Cameras
 
 from splat_render.framing import MIN_OPACITY, SceneFrame, frame_scene, inside_box, normalized
 from splat_render.gaussians import Gaussians
 from splat_render.raster import blending_weights
 from splat_render.views import NEAR_PLANE, camera_centers, gsplat_cameras
+
+if TYPE_CHECKING:
+    from nerfstudio.cameras.cameras import Cameras
 
 CaptureType = Literal["outside-in", "inside-out", "unknown"]
 
