@@ -75,11 +75,20 @@ class SceneFrame:
     """
 
     center: np.ndarray  # (3,) float64
-    up: np.ndarray  # (3,) unit vector, equal to axes[2]
-    corners: np.ndarray  # (8,3)
     axes: np.ndarray  # (3,3)
     half_extent: np.ndarray  # (3,) along axes
     up_source: UpSource
+
+    @property
+    def up(self) -> np.ndarray:
+        """(3,) unit vector: the box's vertical axis."""
+        return self.axes[2]
+
+    @property
+    def corners(self) -> np.ndarray:
+        """(8,3) the box's corners."""
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+        return self.center + (signs * self.half_extent) @ self.axes
 
 
 def frame_scene(
@@ -102,10 +111,7 @@ def frame_scene(
     if half_extent.max() <= 0:
         raise PreviewInputError(f"no usable gaussians: all {len(points)} visible gaussians sit at one point")
     half_extent = np.maximum(half_extent, MIN_RELATIVE_EXTENT * half_extent.max())
-    center = (low + high) / 2 @ axes
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    corners = center + (signs * half_extent) @ axes
-    return SceneFrame(center, axes[2], corners, axes, half_extent, up_source)
+    return SceneFrame((low + high) / 2 @ axes, axes, half_extent, up_source)
 
 
 def inside_box(frame: SceneFrame, points: np.ndarray, margin: float = 0.0) -> np.ndarray:
