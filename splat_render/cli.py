@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--standby",
         action="store_true",
-        help="import first, then wait for a line on stdin before loading (start while training runs)",
+        help="import, warm the GPU up, then wait for a line on stdin to render (start it with training)",
     )
 
     export = commands.add_parser(
@@ -159,7 +159,7 @@ def run_preview(args: argparse.Namespace) -> int:
     if args.standby:
         from splat_render.standby import stand_by
 
-        stand_by(sys.stdin)
+        stand_by(sys.stdin, args.device)
     from rich.console import Console
 
     from splat_render.encode import EncoderSpec

@@ -6,8 +6,13 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
+import torch
+
+from splat_render import standby
 from splat_render.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,3 +49,69 @@ def test_standby_imports_leave_gsplats_extension_and_the_gpu_alone():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True", "False", "False"]
+
+
+def test_gsplats_extension_counts_as_built_only_when_its_build_has_finished(tmp_path, monkeypatch):
+    """Loading an unfinished build would make gsplat delete it under the training that builds it."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(standby.importlib.util, "find_spec", lambda name: None)  # no compiled wheel
+    build = tmp_path / standby.GSPLAT_EXTENSION
+    assert not standby.gsplat_extension_built()
+
+    build.mkdir(exist_ok=True)
+    (build / "lock").touch()
+    assert not standby.gsplat_extension_built()  # building
+    (build / f"{standby.GSPLAT_EXTENSION}.so").touch()
+    assert not standby.gsplat_extension_built()  # linked, lock not yet released
+    (build / "lock").unlink()
+    assert standby.gsplat_extension_built()
+
+
+def test_a_compiled_gsplat_wheel_counts_as_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        standby.importlib.util, "find_spec", lambda name: object() if name == "gsplat.csrc" else None
+    )
+    assert standby.gsplat_extension_built()
+
+
+def test_the_warm_up_waits_for_the_build_and_gives_way_to_the_go_ahead(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(standby.importlib.util, "find_spec", lambda name: None)
+    build = tmp_path / standby.GSPLAT_EXTENSION
+
+    go_ahead = threading.Event()
+    threading.Timer(0.2, go_ahead.set).start()
+    assert not standby.extension_built_before(go_ahead, poll_s=0.01)  # never built: the go-ahead wins
+
+    def finish_build() -> None:
+        build.mkdir(exist_ok=True)
+        (build / f"{standby.GSPLAT_EXTENSION}.so").touch()
+
+    threading.Timer(0.2, finish_build).start()
+    assert standby.extension_built_before(threading.Event(), poll_s=0.01)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_standby_warms_the_gpu_up_before_the_go_ahead(synthetic_run, tmp_path):
+    """The warm-up loads gsplat's extension and says so before any go-ahead; the render then works."""
+    import gsplat.cuda._backend  # noqa: F401  (builds the extension here if this machine has not yet)
+
+    preview = ["preview", "--config", str(synthetic_run.config), "--output", str(tmp_path / "p.mp4")]
+    small = ["--frames", "30", "--resolution", "360p", "--quiet"]
+    renderer = subprocess.Popen(
+        [sys.executable, "-m", "splat_render", *preview, *small, "--standby"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    lines = []
+    while not (line := renderer.stderr.readline()).startswith(standby.WARM_ANNOUNCEMENT):
+        assert line, f"the renderer ended without warming up: {''.join(lines)[-2000:]}"
+        lines.append(line)
+    assert "CUDA and gsplat's extension loaded" in line, line
+    out, err = renderer.communicate("render\n", timeout=300)
+    assert renderer.returncode == 0, err[-2000:]
+    assert (tmp_path / "p.mp4").stat().st_size > 0
