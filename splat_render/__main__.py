@@ -1,5 +1,3 @@
-import sys
+from splat_render.cli import run
 
-from splat_render.cli import main
-
-sys.exit(main())
+run()

@@ -1,15 +1,17 @@
 """``splat-render bench``: where the preview's time goes, and how it compares with ns-render + ffmpeg.
 
 For each scene × resolution × frame count it measures, in this order:
-- the direct path's stages one by one (checkpoint load, camera path, rasterization, colour
-  conversion + device→host, encoding from memory = the encode floor), peak GPU memory;
+- the direct path's stages one by one (checkpoint load, analysis and camera path, rasterization,
+  colour conversion + device→host, encoding from memory = the encode floor) on the preview's own
+  frames (the gaussians it draws, its cuts), peak GPU memory;
 - the real pipelined render (render + transfer + encode overlapped), in this process;
 - end to end: a fresh ``python -m splat_render preview`` process, start to closed MP4, and the
   import time of a fresh process;
 - where asked, the baseline of the original feature request, in the same run: ``ns-render
   camera-path`` with our exported camera path writing PNG frames, then those PNGs encoded with
   libx264 at the same settings through PyAV (the FFmpeg libraries; no ffmpeg binary needed), and
-  the PSNR of our frames against ns-render's.
+  the PSNR of our frames against ns-render's, both drawing every gaussian without cuts (ns-render
+  knows no other way).
 A table is printed last and everything is written as JSON under the results folder.
 """
 
@@ -33,8 +35,7 @@ import torch
 
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
-from splat_render.preview import PreviewSpec, load_scene, path_cameras, plan_preview, render_preview, to_host
-from splat_render.raster import render_frames
+from splat_render.preview import PreviewSpec, load_scene, plan_preview, render_path, render_preview, to_host
 from splat_render.sizes import parse_resolution, scene_size
 from splat_render.yuv import rgb_to_yuv420
 
@@ -141,10 +142,12 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
     scene = load_scene(config, None, device)
     stages["checkpoint_load"] = time.perf_counter() - t
     t = time.perf_counter()
-    path = bench_path(scene, orbit, device)
+    plan = plan_preview(scene, PreviewSpec(path=orbit, device=str(device)))
     sync()
     stages["analysis_and_camera_path"] = time.perf_counter() - t
-    cameras = path_cameras(path, device)
+
+    def preview_frames():  # what the preview draws: its gaussians, its cuts
+        return render_path(plan.drawn, scene.settings, plan.path, device)
 
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -152,7 +155,7 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
         model_bytes = torch.cuda.memory_allocated(device)
     sync()
     t = time.perf_counter()
-    for batch in render_frames(scene.gaussians, cameras, scene.settings):
+    for batch in preview_frames():
         del batch
     sync()
     stages["rasterize"] = time.perf_counter() - t
@@ -161,7 +164,7 @@ def bench_one(name, config, width, height, resolution, frames, device, work) -> 
         peak = (torch.cuda.max_memory_allocated(device) - model_bytes) / 2**30
 
     yuv_batches = []
-    for batch in render_frames(scene.gaussians, cameras, scene.settings):
+    for batch in preview_frames():
         yuv_batches.append(rgb_to_yuv420(batch))
     sync()
     # The pipeline's own transfer: reused pinned buffers (allocated before timing, as the pipeline
@@ -337,7 +340,7 @@ def psnr_against_pngs(scene, path, pngs: list[Path], device) -> float:
 
     picks = np.linspace(0, len(pngs) - 1, PSNR_FRAMES).round().astype(int)
     sub = replace(path, c2w=path.c2w[picks])
-    ours = torch.cat(list(render_frames(scene.gaussians, path_cameras(sub, device), scene.settings)))
+    ours = torch.cat(list(render_path(scene.gaussians, scene.settings, sub, device)))
     ours = (ours.cpu().numpy() * 255).round()
     theirs = np.stack([np.asarray(Image.open(pngs[i]).convert("RGB"), dtype=np.float64) for i in picks])
     mse = float(np.mean((ours - theirs) ** 2))

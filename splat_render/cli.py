@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from splat_render.errors import PreviewInputError
 from splat_render.sizes import PATH_KINDS, RESOLUTIONS, SCENE_SIZES, parse_resolution
@@ -113,13 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> NoReturn:
+    """The command's entry point: ``main``, then exit without the interpreter's teardown.
+
+    Every file a command writes is complete and in place when ``main`` returns. What would remain
+    is releasing the CUDA context, pinned buffers and thousands of modules: about 2 s after a preview
+    on the GPU machine, which the job would wait for.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    started = time.perf_counter()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "preview":
-            return run_preview(args)
+            return run_preview(args, started)
         if args.command == "export":
             return run_export(args)
         if args.command == "synthetic":
@@ -155,11 +172,8 @@ def run_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_preview(args: argparse.Namespace) -> int:
-    if args.standby:
-        from splat_render.standby import stand_by
-
-        stand_by(sys.stdin, args.device)
+def run_preview(args: argparse.Namespace, started: float) -> int:
+    """Check every option, then (``--standby``) import and wait for the go-ahead, then render."""
     from rich.console import Console
 
     from splat_render.encode import EncoderSpec
@@ -192,6 +206,10 @@ def run_preview(args: argparse.Namespace) -> int:
         keep_unobserved=args.keep_unobserved,
         up=None if args.up is None else tuple(parse_axis(args.up)),
     )
+    if args.standby:  # options are checked: a mistake fails now, not when training has finished
+        from splat_render.standby import stand_by
+
+        stand_by(sys.stdin, spec.device, started)
     with frame_progress(console, args.frames, args.quiet) as advance:
         report = render_preview(args.config, args.output, spec, ply=args.ply, on_frames=advance)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())

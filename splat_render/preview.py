@@ -30,6 +30,7 @@ from splat_render.raster import RenderSettings, render_frames, resolve_device
 from splat_render.sheet import (
     SHEET_WIDTH,
     contact_sheet,
+    image_format,
     image_kind,
     sheet_indices,
     write_image,
@@ -54,6 +55,11 @@ class PreviewSpec:
     contact_sheet: Path | None = None  # PNG grid of evenly spaced frames
     keep_unobserved: bool = False  # draw the gaussians no training view saw
     up: tuple[float, float, float] | None = None  # known up direction; None: the PLY's header, or estimated
+
+    def __post_init__(self) -> None:
+        for still in (self.poster, self.contact_sheet):
+            if still is not None:
+                image_format(still)
 
 
 @dataclass(frozen=True)
@@ -222,9 +228,7 @@ def stream_yuv_frames(
     batch_size: int | None,
 ) -> Iterator[np.ndarray]:
     """Yield [B, H*3/2, W] uint8 YUV 4:2:0 batches on the host, produced ahead in a thread."""
-    cameras = path_cameras(path, device)
-    cuts = None if path.cuts is None else torch.as_tensor(path.cuts, dtype=torch.float32, device=device)
-    batches = render_frames(gaussians, cameras, settings, batch_size, cuts)
+    batches = render_path(gaussians, settings, path, device, batch_size)
     handoff: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     stop = threading.Event()
     # A batch is reused only after QUEUE_DEPTH newer ones were queued and the encoder took the next.
@@ -288,6 +292,18 @@ def counted(
         done += len(batch)
         if on_frames is not None:
             on_frames(done)
+
+
+def render_path(
+    gaussians: Gaussians,
+    settings: RenderSettings,
+    path: CameraPath,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> Iterator[torch.Tensor]:
+    """The path's frames, each with its cuts, as [B,H,W,3] RGB batches on ``device``."""
+    cuts = None if path.cuts is None else torch.as_tensor(path.cuts, dtype=torch.float32, device=device)
+    return render_frames(gaussians, path_cameras(path, device), settings, batch_size, cuts)
 
 
 def path_cameras(path: CameraPath, device: torch.device) -> Cameras:

@@ -55,11 +55,17 @@ def sheet_indices(frames: int, tiles: int) -> list[int]:
     return sorted({round(i * frames / tiles) for i in range(tiles)})
 
 
-def image_kind(path: Path) -> str:
-    """Pillow's format for an image path ("PNG" or "JPEG"); a one-line error for what cannot be written."""
+def image_format(path: Path) -> str:
+    """Pillow's format for an image path by its suffix ("PNG" or "JPEG"); a one-line error otherwise."""
     kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower())
     if kind is None:
         raise PreviewInputError(f"{path}: image files must end in .png, .jpg or .jpeg")
+    return kind
+
+
+def image_kind(path: Path) -> str:
+    """``image_format``, once the folder to write into exists; a one-line error for what cannot be written."""
+    kind = image_format(path)
     if not Path(path).parent.is_dir():
         raise PreviewInputError(f"output folder does not exist: {Path(path).parent}")
     return kind

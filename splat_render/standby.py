@@ -128,13 +128,14 @@ def draw_tiny_frame(device) -> None:
     blending_weights(gaussian, viewmats, Ks, 16, 16)
 
 
-def stand_by(stdin: TextIO = sys.stdin, device: str = "auto") -> None:
+def stand_by(stdin: TextIO = sys.stdin, device: str = "auto", started: float | None = None) -> None:
     """Import, say so on stderr, warm the GPU up in the background, block until a line arrives on
-    ``stdin``, then wait for the warm-up to finish what it started.
+    ``stdin``, then wait for the warm-up to finish what it started. The imports are timed from
+    ``started`` (a ``time.perf_counter()`` reading), by default from now.
 
     Raises PreviewInputError when the input ends first: nobody is waiting for the preview any more.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     import_render_path()
     seconds = time.perf_counter() - started
     print(

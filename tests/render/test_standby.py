@@ -7,15 +7,13 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch
 
+from pipeline.preview import renderer_environment
 from splat_render import standby
 from splat_render.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_end_of_input_before_the_go_ahead_renders_nothing(synthetic_run, tmp_path, capsys, monkeypatch):
@@ -32,6 +30,25 @@ def test_the_end_of_input_before_the_go_ahead_renders_nothing(synthetic_run, tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_bad_option_fails_before_standing_by(synthetic_run, tmp_path):
+    """A mistake is reported at once, not when training has finished; the input is never read."""
+    preview = ["preview", "--config", str(synthetic_run.config), "--output", str(tmp_path / "p.mp4")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "splat_render", *preview, "--frames", "30", "--standby"],
+        stdin=subprocess.PIPE,  # stays open and silent: a renderer that stood by would wait on it
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **renderer_environment()},
+    ) as renderer:
+        try:
+            code = renderer.wait(timeout=120)
+        finally:
+            renderer.kill()
+        errors = renderer.stderr.read().strip().splitlines()
+    assert code == 2
+    assert errors == ["splat-render: error: frames must be between 90 and 300, got 30"]
+
+
 def test_standby_imports_leave_gsplats_extension_and_the_gpu_alone():
     """Training may be building gsplat's extension meanwhile, and needs the GPU's memory."""
     script = (
@@ -45,7 +62,7 @@ def test_standby_imports_leave_gsplats_extension_and_the_gpu_alone():
         [sys.executable, "-W", "ignore", "-c", script],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, **renderer_environment()},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True", "False", "False"]
@@ -99,13 +116,13 @@ def test_standby_warms_the_gpu_up_before_the_go_ahead(synthetic_run, tmp_path):
     import gsplat.cuda._backend  # noqa: F401  (builds the extension here if this machine has not yet)
 
     preview = ["preview", "--config", str(synthetic_run.config), "--output", str(tmp_path / "p.mp4")]
-    small = ["--frames", "30", "--resolution", "360p", "--quiet"]
+    small = ["--frames", "90", "--resolution", "360p", "--quiet"]
     renderer = subprocess.Popen(
         [sys.executable, "-m", "splat_render", *preview, *small, "--standby"],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, **renderer_environment()},
     )
     lines = []
     while not (line := renderer.stderr.readline()).startswith(standby.WARM_ANNOUNCEMENT):
