@@ -5,12 +5,13 @@ or hang there must not take the job down with it.
 
 Most of a fresh renderer's time goes to imports (torch, torchvision, nerfstudio: 10–14 s on the GPU
 machine, against 2–3 s to load, render and encode), and none of them needs the trained model. So the
-renderer starts in standby as training starts and imports while training runs. When training has
-finished it is sent one line on its stdin; it then loads the checkpoint, renders and encodes while
-the job exports, rotates and converts, and the job waits for both. Its time limit counts from that
-line. Its process group is killed when it overruns, when the job fails or is cancelled, and when the
-job ends; if the pipeline dies without unwinding, the renderer reads the end of its stdin instead
-and exits without rendering. Any failure is a missing preview, never a failed job.
+renderer starts in standby as training starts and imports (and warms the GPU up) while training
+runs. When training has finished it is sent one line on its stdin; it then loads the checkpoint,
+renders and encodes while the job exports, rotates and converts, and the job waits for both. Its
+time limit counts from that line. Its process group is killed when it overruns, when the job fails
+or is cancelled, and when the job ends; if the pipeline dies without unwinding, the renderer reads
+the end of its stdin instead and exits without rendering. Any failure is a missing preview, never
+a failed job.
 """
 
 from __future__ import annotations

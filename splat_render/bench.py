@@ -361,7 +361,7 @@ def versions() -> dict[str, str]:
 
 def format_table(results: list[RunResult], device: str, import_s: float | None) -> str:
     header = (
-        "| scene | res | frames | load s | raster s | D2H s | encode floor s | pipelined r+t+e s "
+        "| scene | res | frames | load s | plan s | raster s | D2H s | encode floor s | pipelined r+t+e s "
         "| /floor | e2e s | baseline s | speed-up | PSNR dB | peak GB | MB |"
     )
     lines = [
@@ -379,6 +379,7 @@ def format_table(results: list[RunResult], device: str, import_s: float | None) 
             r.resolution,
             r.frames,
             fmt(s["checkpoint_load"]),
+            fmt(s["analysis_and_camera_path"]),
             fmt(s["rasterize"]),
             fmt(s["device_to_host"]),
             fmt(s["encode_floor"]),

@@ -11,7 +11,7 @@ from splat_render.bench import RunResult, baseline_environment, format_table
 def run(**overrides) -> RunResult:
     stages = {
         "checkpoint_load": 0.5,
-        "camera_path": 0.1,
+        "analysis_and_camera_path": 0.1,
         "rasterize": 1.0,
         "device_to_host": 0.2,
         "encode_floor": 2.0,
@@ -33,6 +33,7 @@ def test_table_has_one_row_per_run_with_ratio_and_speed_up():
     header = [c.strip() for c in rows[1].strip("|").split("|")]
     first = dict(zip(header, (c.strip() for c in rows[3].strip("|").split("|")), strict=True))
     assert first["/floor"] == "1.05" and first["speed-up"] == "15.0x" and first["PSNR dB"] == "60.00"
+    assert first["plan s"] == "0.10"
     second = dict(zip(header, (c.strip() for c in rows[4].strip("|").split("|")), strict=True))
     assert second["frames"] == "150" and second["baseline s"] == "-" and second["speed-up"] == "-"
 
