@@ -13,7 +13,7 @@ The observed foreground is the content a preview frames. What no view saw is not
 the content's box: there it is what furniture hid from every camera (the floor under a table), and
 leaving it out would show holes. Its box comes from ``framing``; the capture is **inside-out** (a
 room walked from inside: content surrounds the cameras at their own height) or **outside-in**
-(cameras around an object, looking in); the focus is the point nearest all optical axes.
+(cameras around an object, looking in).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from splat_render.framing import MIN_OPACITY, SceneFrame, frame_scene, inside_box, normalized
+from splat_render.framing import MIN_OPACITY, SceneFrame, frame_scene, inside_box
 from splat_render.gaussians import Gaussians
 from splat_render.raster import blending_weights
 from splat_render.views import NEAR_PLANE, camera_centers, gsplat_cameras
@@ -89,7 +89,6 @@ class SceneAnalysis:
     content: np.ndarray  # bool [N]: the observed foreground, what a preview frames
     frame: SceneFrame  # the content's robust, up-aligned box
     capture: CaptureType
-    focus: np.ndarray | None  # (3,) the point nearest all optical axes
     camera_c2w: np.ndarray | None  # [M,3,4] training cameras, OpenGL
     surround: float  # share of directions around the median camera that hold content
     reason: str  # why the capture was classified so, for the summary line
@@ -173,7 +172,6 @@ def analyze_scene(
             frame,
             "unknown",
             None,
-            None,
             0.0,
             f"no training cameras: framed from the {content.mean():.0%} of gaussians on dense surfaces",
         )
@@ -193,7 +191,7 @@ def analyze_scene(
         else f"cameras outside the content (it fills {surround:.0%} of the directions around them)"
     )
     shown = observed | inside_box(frame, means, SHOWN_BOX_MARGIN)
-    return SceneAnalysis(observed, shown, content, frame, capture, focus_point(c2w), c2w, surround, reason)
+    return SceneAnalysis(observed, shown, content, frame, capture, c2w, surround, reason)
 
 
 def dense_points(means: np.ndarray, opacities: np.ndarray) -> np.ndarray:
@@ -239,14 +237,3 @@ def surrounding_share(points: np.ndarray, frame: SceneFrame, positions: np.ndarr
         )
         shares.append(float(np.mean(counts >= max(2, 0.002 * len(near)))))
     return float(np.median(shares))
-
-
-def focus_point(c2w: np.ndarray) -> np.ndarray | None:
-    """The least-squares point nearest every camera's optical axis, or None when they are parallel."""
-    forward = normalized(-c2w[:, :, 2])
-    origins = c2w[:, :, 3]
-    projectors = np.eye(3) - forward[:, :, None] * forward[:, None, :]  # onto each axis' normal plane
-    system = projectors.sum(0)
-    if np.linalg.cond(system) > 1e6:
-        return None
-    return np.linalg.solve(system, np.einsum("mij,mj->i", projectors, origins))

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from splat_render import captures, judge
-from splat_render.analysis import focus_point
 from splat_render.cli import main
 from splat_render.synthetic import write_run
 
@@ -87,6 +86,13 @@ def room(tmp_path_factory) -> tuple[captures.Capture, dict]:
 def wrapped_object(tmp_path_factory) -> tuple[captures.Capture, dict]:
     capture = captures.object_capture(**CAPTURE)
     return capture, preview(capture, tmp_path_factory.mktemp("object"))
+
+
+def focus_point(c2w: np.ndarray) -> np.ndarray:
+    """The least-squares point nearest every camera's optical axis (OpenGL: they look along −z)."""
+    forward = -c2w[:, :, 2] / np.linalg.norm(c2w[:, :, 2], axis=1, keepdims=True)
+    projectors = np.eye(3) - forward[:, :, None] * forward[:, None, :]  # onto each axis' normal plane
+    return np.linalg.solve(projectors.sum(0), np.einsum("mij,mj->i", projectors, c2w[:, :, 3]))
 
 
 def test_a_room_walked_from_inside_shows_its_furniture(room) -> None:
