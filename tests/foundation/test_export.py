@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.preview import renderer_environment
 from splat_render.cli import main
 from splat_render.export import export_splat
 from splat_render.model import offline_nerfstudio
@@ -113,7 +114,7 @@ def test_the_command_imports_no_nerfstudio(synthetic_run, tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, **renderer_environment()},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline.preview import renderer_environment
 from splat_render.errors import PreviewInputError
 from splat_render.model import load_splatfacto
 from splat_render.synthetic import RUN_DIR
@@ -117,7 +117,7 @@ def test_fresh_process_loads_without_the_method_registry(synthetic_run, tmp_path
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**os.environ, **renderer_environment()},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(len(synthetic_run.scene.gaussians)), "False", "True"]

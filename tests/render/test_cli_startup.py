@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.preview import renderer_environment
+
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "numpy", "av", "gsplat", "nerfstudio", "splat_render.bench")
 
@@ -18,7 +20,7 @@ def modules_after(code: str) -> set[str]:
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, **renderer_environment()},
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-2000:]

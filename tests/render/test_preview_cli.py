@@ -6,13 +6,13 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
 
+from pipeline.preview import renderer_environment
 from splat_render.cli import main
 from splat_render.gaussians import Gaussians
 from splat_render.ply import write_gaussians
@@ -177,7 +177,7 @@ def test_exit_status_of_the_real_process(tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**os.environ, **renderer_environment()},
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
