@@ -3,7 +3,8 @@
 Every external step goes through ``start_command`` (or ``run_command``, which starts one and waits
 for it) so that all of them behave alike: the child runs in its own process group, which is killed
 whole when the command times out, when the pipeline is interrupted, and after it exits (no stray
-workers keep the GPU or the output pipe); its output lines are logged as they arrive; and any
+workers keep the GPU or the output pipe); on Linux the child is also killed when the pipeline dies
+without a chance to kill it (``with_parent``); its output lines are logged as they arrive; and any
 failure becomes a one-line ``PipelineError``.
 """
 
@@ -13,17 +14,23 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from pipeline import with_parent
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
+
+# Linux only: elsewhere a program of a SIGKILLed pipeline runs on.
+WITH_PARENT = [sys.executable, "-I", with_parent.__file__] if sys.platform == "linux" else []
 
 
 class RunningCommand:
@@ -80,13 +87,16 @@ def start_command(
     with_stdin: bool = False,
 ) -> RunningCommand:
     """Start ``argv`` in ``cwd`` in its own process group. Its stdin is a pipe for ``send_line``
-    when ``with_stdin``, else empty."""
+    when ``with_stdin``, else empty. The program is killed when the thread that starts it ends (the
+    kernel ties it to that thread), so start it from the thread that waits for it, or an older one."""
     program = Path(argv[0]).name
     log.info("running: %s", shlex.join(argv))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    if os.sep not in argv[0] and shutil.which(argv[0], path=env.get("PATH")) is None:
+        raise PipelineError(f"cannot start {program}: not found on PATH")
     try:
         process = subprocess.Popen(
-            argv,
+            _tied_to_this_process(argv),
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
@@ -110,6 +120,10 @@ def run_command(
 ) -> None:
     """Run ``argv`` in ``cwd`` to completion; raise PipelineError unless it exits with status 0."""
     start_command(argv, cwd=cwd, extra_env=extra_env).wait(timeout_s)
+
+
+def _tied_to_this_process(argv: Sequence[str]) -> list[str]:
+    return [*WITH_PARENT, str(os.getpid()), *argv] if WITH_PARENT else list(argv)
 
 
 def _log_lines(stream: IO[str], program: str, last_lines: deque[str]) -> None:
