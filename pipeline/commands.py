@@ -17,20 +17,16 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from pipeline import with_parent
 from pipeline.errors import PipelineError
+from pipeline.with_parent import tied_to_this_process
 
 log = logging.getLogger(__name__)
-
-# Linux only: elsewhere a program of a SIGKILLed pipeline runs on.
-WITH_PARENT = [sys.executable, "-I", with_parent.__file__] if sys.platform == "linux" else []
 
 
 class RunningCommand:
@@ -87,8 +83,8 @@ def start_command(
     with_stdin: bool = False,
 ) -> RunningCommand:
     """Start ``argv`` in ``cwd`` in its own process group. Its stdin is a pipe for ``send_line``
-    when ``with_stdin``, else empty. The program is killed when the thread that starts it ends (the
-    kernel ties it to that thread), so start it from the thread that waits for it, or an older one."""
+    when ``with_stdin``, else empty. The program is killed when the thread that starts it ends
+    (``with_parent``), so start it from the thread that waits for it, or an older one."""
     program = Path(argv[0]).name
     log.info("running: %s", shlex.join(argv))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -96,7 +92,7 @@ def start_command(
         raise PipelineError(f"cannot start {program}: not found on PATH")
     try:
         process = subprocess.Popen(
-            _tied_to_this_process(argv),
+            tied_to_this_process(argv),
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
@@ -120,10 +116,6 @@ def run_command(
 ) -> None:
     """Run ``argv`` in ``cwd`` to completion; raise PipelineError unless it exits with status 0."""
     start_command(argv, cwd=cwd, extra_env=extra_env).wait(timeout_s)
-
-
-def _tied_to_this_process(argv: Sequence[str]) -> list[str]:
-    return [*WITH_PARENT, str(os.getpid()), *argv] if WITH_PARENT else list(argv)
 
 
 def _log_lines(stream: IO[str], program: str, last_lines: deque[str]) -> None:

@@ -11,6 +11,9 @@ Linux kills such a program for us once asked with ``PR_SET_PDEATHSIG``, a reques
 ``Popen``'s ``preexec_fn`` is unsafe in a process with threads, as the pipeline is), hence this
 launcher: it asks, makes sure its parent did not go before it asked, and becomes the program.
 It imports nothing beyond the standard library, so it runs with ``python -I``.
+
+The parent is the thread that starts the launcher (the kernel's rule): start it from the thread that
+waits for the program, or from an older one.
 """
 
 from __future__ import annotations
@@ -19,9 +22,18 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 EXIT_CANNOT_START = 127  # the shell's status for a command that could not be run
+
+
+def tied_to_this_process(argv: Sequence[str]) -> list[str]:
+    """The command line that runs ``argv`` through this launcher on Linux; elsewhere ``argv`` itself
+    (there a program of a SIGKILLed parent runs on)."""
+    if sys.platform != "linux":
+        return list(argv)
+    return [sys.executable, "-I", __file__, str(os.getpid()), *argv]
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""Runs run.py in its own process group, streams its output, and takes the whole group down on cancel."""
+"""Runs run.py in its own process group, streams its output, and takes the whole group down on cancel
+(and, on Linux, run.py down with the node should the node be killed outright)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from pipeline.with_parent import tied_to_this_process
 
 from .cancel import CancelSignal
 
@@ -55,7 +58,7 @@ def run_process(
 ) -> ProcessResult:
     """Run command to the end, or until cancel is set (then raise Cancelled once the group is gone)."""
     process = subprocess.Popen(
-        command,
+        tied_to_this_process(command),
         cwd=cwd,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
         stdin=subprocess.DEVNULL,

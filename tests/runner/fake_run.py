@@ -1,10 +1,10 @@
 """Stands in for run.py in the runner tests.
 
 FAKE_RUN_MODE picks the behaviour: ok (splat, preview video and poster), no_poster, no_preview (neither
-video nor poster), no_splat, fail, hang. FAKE_SLEEP_SECS delays the start. The splat it writes is a
-JSON report of what it saw (its arguments, working directory, environment and every input file's
-sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs the runner laid out by reading back
-the upload."""
+video nor poster), no_splat, fail, hang (progress lines until killed), hang_quietly (no output until
+killed). FAKE_SLEEP_SECS delays the start. The splat it writes is a JSON report of what it saw (its
+arguments, working directory, environment and every input file's sha256), padded to FAKE_SPLAT_BYTES,
+so tests can check the inputs the runner laid out by reading back the upload."""
 
 import argparse
 import hashlib
@@ -30,7 +30,7 @@ def progress(stage: str, pct: int) -> None:
 
 
 time.sleep(float(os.environ.get("FAKE_SLEEP_SECS", "0")))
-if mode == "hang":
+if mode in ("hang", "hang_quietly"):
     # A grandchild that ignores SIGTERM: only a group-wide SIGKILL ends it.
     grandchild = subprocess.Popen(
         [
@@ -40,6 +40,8 @@ if mode == "hang":
         ]
     )
     Path(os.environ["FAKE_PID_FILE"]).write_text(json.dumps([os.getpid(), grandchild.pid]))
+    if mode == "hang_quietly":  # as training does between log lines: a closed stdout goes unnoticed
+        time.sleep(120)
     for pct in range(1000):
         progress("train", pct % 100)
         time.sleep(0.1)

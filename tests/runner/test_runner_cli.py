@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import pytest
 from dms_emulator import Emulator
 from node_harness import node_env, seed_scan
 
@@ -106,10 +109,46 @@ def test_a_second_sigterm_cancels_the_running_task(emulator: Emulator, tasks_roo
 
     assert emulator.fails[task_id]["reason"] == "runner failed: node shutting down"
     for pid in json.loads(pid_file.read_text()):
-        assert (
-            not Path(f"/proc/{pid}").exists()
-            or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
-        )
+        assert not _is_running(pid)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_node_killed_outright_takes_its_pipeline_with_it(
+    emulator: Emulator, tasks_root: Path, tmp_path: Path
+):
+    """Nothing unwinds after SIGKILL; the kernel ends run.py, as its launcher asked (its own children
+    are run.py's to end: the pipeline ties them to itself the same way)."""
+    pid_file = tmp_path / "pids.json"
+    emulator.add_task([seed_scan(emulator).manifest_cid])
+    env = node_env(emulator, tasks_root) | {
+        "HEALTH_PORT": str(free_port()),
+        "FAKE_RUN_MODE": "hang_quietly",
+        "FAKE_PID_FILE": str(pid_file),
+    }
+    with node_process(env, tmp_path / "node.log") as node:
+        emulator.wait_for(pid_file.exists, what="the fake pipeline to start")
+        run_py, grandchild = json.loads(pid_file.read_text())
+        node.kill()
+        node.wait(timeout=15)
+        try:
+            deadline = time.monotonic() + 5
+            while _is_running(run_py) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not _is_running(run_py)
+        finally:
+            for pid in (run_py, grandchild):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    for workspace in tasks_root.iterdir():  # a killed node leaves it to the next start to sweep
+        shutil.rmtree(workspace)
+
+
+def _is_running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
 
 
 def _health_ok(port: int) -> bool:
