@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import pytest
+from processes import outlived_the_kill
 
 import run
 from pipeline import layout
@@ -50,22 +51,6 @@ def run_job(job_root: Path, capsys: pytest.CaptureFixture):
         return Result(status, captured.out, captured.err)
 
     return run_job
-
-
-def is_running(pid: int) -> bool:
-    """Alive and not a zombie waiting for a parent that will never reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
-def outlived_the_kill(pid: int) -> bool:
-    """Still running a moment after SIGKILL (dying takes the kernel a few milliseconds)."""
-    deadline = time.monotonic() + 2
-    while is_running(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return is_running(pid)
 
 
 def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, fake_tools, fake_preview):

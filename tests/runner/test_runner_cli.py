@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from dms_emulator import Emulator
 from node_harness import node_env, seed_scan
+from processes import is_running, outlived_the_kill
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +109,7 @@ def test_a_second_sigterm_cancels_the_running_task(emulator: Emulator, tasks_roo
 
     assert emulator.fails[task_id]["reason"] == "runner failed: node shutting down"
     for pid in json.loads(pid_file.read_text()):
-        assert not _is_running(pid)
+        assert not is_running(pid)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
@@ -131,24 +131,13 @@ def test_a_node_killed_outright_takes_its_pipeline_with_it(
         node.kill()
         node.wait(timeout=15)
         try:
-            deadline = time.monotonic() + 5
-            while _is_running(run_py) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert not _is_running(run_py)
+            assert not outlived_the_kill(run_py, grace_s=5)
         finally:
             for pid in (run_py, grandchild):
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
     for workspace in tasks_root.iterdir():  # a killed node leaves it to the next start to sweep
         shutil.rmtree(workspace)
-
-
-def _is_running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
 
 
 def _health_ok(port: int) -> bool:

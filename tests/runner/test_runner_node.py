@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from node_harness import (
     sha256,
     splat_report,
 )
+from processes import is_running
 
 
 def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
@@ -259,11 +259,11 @@ def test_cancellation_kills_the_whole_process_group_and_reports_nothing(
     with running_node(make_config(KILL_GRACE_SECS="1")):
         emulator.wait_for(pid_file.exists, what="the fake pipeline to start")
         pids = json.loads(pid_file.read_text())
-        assert all(_alive(pid) for pid in pids)
+        assert all(is_running(pid) for pid in pids)
         emulator.cancel(task_id)
         cancelled_at = time.monotonic()
         emulator.wait_for(
-            lambda: not any(_alive(pid) for pid in pids), timeout=10, what="the process group to die"
+            lambda: not any(is_running(pid) for pid in pids), timeout=10, what="the process group to die"
         )
         assert time.monotonic() - cancelled_at < 10
         beats_after_cancel = len(emulator.heartbeats(task_id))
@@ -272,17 +272,6 @@ def test_cancellation_kills_the_whole_process_group_and_reports_nothing(
 
     assert task_id not in emulator.completes and task_id not in emulator.fails
     assert emulator.matching("POST", DATA_PATH) == []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize(
@@ -478,7 +467,7 @@ def test_lost_lease_stops_the_task_silently(
         failing_since = time.monotonic()
         pids = json.loads(pid_file.read_text())
         emulator.wait_for(
-            lambda: not any(_alive(pid) for pid in pids), timeout=10, what="the process group to die"
+            lambda: not any(is_running(pid) for pid in pids), timeout=10, what="the process group to die"
         )
         assert time.monotonic() - failing_since >= survives_secs
 
