@@ -9,6 +9,7 @@ from pathlib import Path
 from . import __version__
 from .identity import NodeKey
 from .retry import Backoff
+from .transfer import TransferLimits
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
@@ -36,6 +37,14 @@ class Config:
     retry: Backoff
     idle_poll_secs: float
     kill_grace_secs: float
+    transfer: TransferLimits
+    node_variables: frozenset[str]
+    """Every variable the node reads: run.py gets none of them."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values no one else may see: the private key (hex) and the registration secret."""
+        return (self.node_key.secret.hex(), self.registration_secret)
 
 
 def load_config(env: Mapping[str, str], cwd: Path) -> Config:
@@ -62,19 +71,33 @@ def load_config(env: Mapping[str, str], cwd: Path) -> Config:
         ),
         idle_poll_secs=reader.positive_number("IDLE_POLL_SECS", 1),
         kill_grace_secs=reader.number("KILL_GRACE_SECS", 10, minimum=0),
+        transfer=TransferLimits(
+            deadline_secs=reader.positive_number("TRANSFER_DEADLINE_SECS", 7200),
+            min_bytes_per_sec=reader.number("TRANSFER_MIN_BYTES_PER_SEC", 64 * 1024, minimum=0),
+            rate_window_secs=reader.positive_number("TRANSFER_RATE_WINDOW_SECS", 60),
+            max_bytes=int(reader.positive_number("DOWNLOAD_MAX_BYTES", 32 * 1024**3)),
+            size_slack_bytes=int(reader.number("DOWNLOAD_SIZE_SLACK_BYTES", 1024**2, minimum=0)),
+        ),
+        node_variables=reader.names_read(),  # keyword arguments run in order: this one sees every read
     )
 
 
 class _EnvReader:
+    """Typed reads of variables, remembering which ones were read."""
+
     def __init__(self, env: Mapping[str, str]):
         self._env = env
+        self._read: set[str] = set()
+
+    def names_read(self) -> frozenset[str]:
+        return frozenset(self._read)
 
     def text(self, name: str, default: str) -> str:
-        value = self._env.get(name, "").strip()
+        value = self._get(name).strip()
         return value or default
 
     def required(self, name: str) -> str:
-        value = self._env.get(name, "").strip()
+        value = self._get(name).strip()
         if not value:
             raise ConfigError(f"{name} is required but not set")
         return value
@@ -88,8 +111,8 @@ class _EnvReader:
             raise ConfigError(f"{name} is not a valid secp256k1 private key: {exc}") from None
 
     def flag(self, name: str, default: bool) -> bool:
-        value = self._env.get(name)
-        if value is None:
+        value = self._get(name)
+        if not value:
             return default
         word = value.strip().lower()
         if word in TRUE_WORDS:
@@ -99,7 +122,7 @@ class _EnvReader:
         raise ConfigError(f"{name} must be true or false, got {value!r}")
 
     def number(self, name: str, default: float, minimum: float, maximum: float | None = None) -> float:
-        value = self._env.get(name, "").strip()
+        value = self._get(name).strip()
         if not value:
             return default
         try:
@@ -122,3 +145,7 @@ class _EnvReader:
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         return value
+
+    def _get(self, name: str) -> str:
+        self._read.add(name)
+        return self._env.get(name, "")

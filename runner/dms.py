@@ -1,4 +1,7 @@
-"""DMS task API: lease, heartbeat, complete, fail — with the login token, re-logging in once on 401."""
+"""DMS task API: lease, heartbeat, complete, fail — with the login token, re-logging in once on 401.
+
+Everything sent to DMS passes through the node's redactor here, and every token DMS or DDS hands out is
+added to it here, so no report can carry a secret whatever produced its text."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from typing import Any
 import httpx
 
 from .auth import TokenKeeper
+from .redaction import Redactor
 from .retry import Backoff, is_retryable_status, with_retries
 from .timestamps import parse_rfc3339
+from .urls import path_segment
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,11 @@ def lease_refusal(lease: Lease, capability: str, now: float) -> Refusal | None:
     return None
 
 
+def task_path(task_id: str, action: str) -> str:
+    """`/tasks/{id}/{action}` with the id as one path segment, whatever characters it holds."""
+    return f"/tasks/{path_segment(task_id)}/{action}"
+
+
 def truncate_utf8(text: str, max_bytes: int) -> str:
     return text.encode()[:max_bytes].decode(errors="ignore")
 
@@ -128,11 +138,14 @@ def _optional_time(value: Any) -> float | None:
 class DmsClient:
     """One method per DMS endpoint; transient failures are retried, 401 triggers one re-login."""
 
-    def __init__(self, http: httpx.Client, base_url: str, tokens: TokenKeeper, backoff: Backoff):
+    def __init__(
+        self, http: httpx.Client, base_url: str, tokens: TokenKeeper, backoff: Backoff, redactor: Redactor
+    ):
         self._http = http
         self._base_url = base_url
         self._tokens = tokens
         self._backoff = backoff
+        self._redactor = redactor
 
     def lease(self, capability: str) -> Lease | None:
         """A new lease, or None when DMS has no work for this node (204, or 409 busy)."""
@@ -140,27 +153,31 @@ class DmsClient:
         if reply.status_code in (204, 409):
             return None
         reply.raise_for_status()
-        return parse_lease(reply.json())
+        lease = parse_lease(reply.json())
+        self._redactor.remember(lease.access_token)
+        return lease
 
     def heartbeat(
         self, task_id: str, progress: dict[str, Any], events: list[dict[str, Any]]
     ) -> HeartbeatReply:
         """Raises LeaseLost when DMS refuses the heartbeat (a non-2xx that is not transient; a 401 only
         after logging in again), RetriesExhausted when DMS kept failing transiently."""
-        reply = self._post(f"/tasks/{task_id}/heartbeat", {"progress": progress, "events": events})
+        reply = self._post(task_path(task_id, "heartbeat"), {"progress": progress, "events": events})
         if not reply.is_success:
             raise LeaseLost(f"heartbeat answered HTTP {reply.status_code}")
-        return parse_heartbeat_reply(reply.json() if reply.content else {})
+        parsed = parse_heartbeat_reply(reply.json() if reply.content else {})
+        self._redactor.remember(parsed.access_token)
+        return parsed
 
     def complete(self, task_id: str, output_ids: list[str], meta: dict[str, Any]) -> None:
-        self._report(f"/tasks/{task_id}/complete", {"output_cids": output_ids, "meta": meta})
+        self._report(task_path(task_id, "complete"), {"output_cids": output_ids, "meta": meta})
 
     def fail(self, task_id: str, reason: str, details: dict[str, Any] | None) -> None:
         if details is not None and json_size(details) > PAYLOAD_MAX_BYTES:
             details = None
-        self._report(
-            f"/tasks/{task_id}/fail", {"reason": truncate_utf8(reason, REASON_MAX_BYTES), "details": details}
-        )
+        # redacted before the cut, which could otherwise leave part of a secret
+        reason = truncate_utf8(self._redactor.redact(reason), REASON_MAX_BYTES)
+        self._report(task_path(task_id, "fail"), {"reason": reason, "details": details})
 
     def _report(self, path: str, body: dict[str, Any]) -> None:
         reply = self._post(path, body)
@@ -169,6 +186,8 @@ class DmsClient:
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST with retries on network errors and transient statuses; other statuses are returned."""
+
+        body = self._redactor.scrub(body)
 
         def attempt() -> httpx.Response:
             reply = self._send("POST", path, json=body)
@@ -188,6 +207,7 @@ class DmsClient:
         return reply
 
     def _request(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        self._redactor.remember(token)
         return self._http.request(
             method, f"{self._base_url}{path}", headers={"Authorization": f"Bearer {token}"}, **kwargs
         )

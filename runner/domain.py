@@ -1,10 +1,16 @@
-"""Domain server data API: metadata, streamed downloads, and uploads (form or multipart) by upsert."""
+"""Domain server data API: metadata, streamed downloads, and uploads (form or multipart) by upsert.
+
+Every exchange goes through one place that adds the bearer only for the lease's domain server and holds
+the exchange to its transfer limits."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+import unicodedata
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +19,8 @@ import httpx
 
 from .cancel import CancelSignal
 from .retry import Backoff, with_retries
+from .transfer import SizeCap, TransferAborted, TransferGuard, TransferLimits
+from .urls import path_segment, same_server
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -21,6 +29,15 @@ IDS_PER_METADATA_CALL = 100
 STREAM_CHUNK_BYTES = 1024 * 1024
 OCTET_STREAM = "application/octet-stream"
 _CID_MARKER = "/api/v1/domains/"
+JSON_REPLY_CAP = SizeCap(16 * 1024 * 1024, "the node's limit on a JSON reply")
+
+
+class ForeignServer(RuntimeError):
+    """A request would have taken the lease's token to a server other than the lease's domain server."""
+
+
+class UnsafeFormValue(ValueError):
+    """A multipart header value with a control character, which no quoting makes safe."""
 
 
 class UploadTooLarge(RuntimeError):
@@ -42,7 +59,8 @@ class DataMeta:
     domain_id: str
     name: str
     data_type: str
-    size: int
+    size: int | None
+    """As the metadata declares it; None when it does not."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +79,32 @@ def parse_data_cid(cid: str, fallback_base_url: str, fallback_domain_id: str) ->
     return DataRef(base.rstrip("/"), domain_id, data_id)
 
 
+class DomainBearer(httpx.Auth):
+    """The lease's bearer, added only to requests for the lease's domain server; a request for any other
+    server is refused before it is sent, so no link a task carries can take the token elsewhere."""
+
+    def __init__(self, server_url: str, token: Callable[[], str]):
+        self._server_url = server_url
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not same_server(str(request.url), self._server_url):
+            raise ForeignServer(
+                f"{request.url.copy_with(query=None)} is not on the lease's domain server "
+                f"{self._server_url or '(the lease names none)'}; the domain token is sent nowhere else"
+            )
+        request.headers["Authorization"] = f"Bearer {self._token()}"
+        yield request
+
+
 def parse_meta(item: dict[str, Any]) -> DataMeta:
+    size = item.get("size")
     return DataMeta(
         id=str(item["id"]),
         domain_id=str(item.get("domain_id") or ""),
         name=str(item.get("name") or ""),
         data_type=str(item.get("data_type") or ""),
-        size=int(item.get("size") or 0),
+        size=None if size is None else int(size),
     )
 
 
@@ -77,12 +114,29 @@ def parse_single_meta(body: dict[str, Any]) -> DataMeta:
     return parse_meta(items[0] if isinstance(items, list) and items else body)
 
 
+def form_value(value: str) -> str:
+    """value as the quoted-string RFC 7578 parameters are: backslash and double quote escaped with a
+    backslash. Control characters (CR and LF among them) could end the header, so they are refused."""
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise UnsafeFormValue(f"form field value {value!r} contains a control character; refusing to send it")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def create_disposition(name: str, data_type: str) -> str:
-    return f'form-data; name="{name}"; data-type="{data_type}"'
+    return f"form-data; name={form_value(name)}; data-type={form_value(data_type)}"
 
 
 def update_disposition(data_id: str) -> str:
-    return f'form-data; id="{data_id}"'
+    return f"form-data; id={form_value(data_id)}"
+
+
+def file_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """length bytes of path from start, STREAM_CHUNK_BYTES at a time."""
+    with path.open("rb") as source:
+        source.seek(start)
+        while length > 0 and (chunk := source.read(min(STREAM_CHUNK_BYTES, length))):
+            length -= len(chunk)
+            yield chunk
 
 
 @dataclass(frozen=True)
@@ -109,11 +163,9 @@ class FormEnvelope:
     def body_size(self, file_size: int) -> int:
         return len(self.head) + file_size + len(self.tail)
 
-    def stream(self, path: Path) -> Iterator[bytes]:
+    def stream(self, path: Path, size: int) -> Iterator[bytes]:
         yield self.head
-        with path.open("rb") as source:
-            while chunk := source.read(STREAM_CHUNK_BYTES):
-                yield chunk
+        yield from file_chunks(path, 0, size)
         yield self.tail
 
 
@@ -123,25 +175,30 @@ class DomainClient:
     def __init__(
         self,
         http: httpx.Client,
+        server_url: str,
         base_url: str,
         domain_id: str,
         token: Callable[[], str],
         client_id: str,
         backoff: Backoff,
         cancel: CancelSignal,
+        limits: TransferLimits,
     ):
+        """server_url is the lease's domain server, the only one the token goes to; base_url and
+        domain_id are where the task's data lives."""
         self._http = http
+        self._auth = DomainBearer(server_url, token)
         self._base_url = base_url
         self._domain_id = domain_id
-        self._token = token
         self._client_id = client_id
         self._backoff = backoff
         self._cancel = cancel
+        self._transfer_limits = limits
         self._limits: UploadLimits | None = None
 
     @property
     def _data_url(self) -> str:
-        return f"{self._base_url}/api/v1/domains/{self._domain_id}/data"
+        return f"{self._base_url}/api/v1/domains/{path_segment(self._domain_id)}/data"
 
     def metadata_by_ids(self, ids: list[str]) -> list[DataMeta]:
         found: list[DataMeta] = []
@@ -156,28 +213,34 @@ class DomainClient:
         items = self._metadata(query, f"metadata of {name!r}")
         return [m for m in items if m.name == name and (data_type is None or m.data_type == data_type)]
 
-    def download(self, data_id: str, destination: Path) -> int:
-        """Stream an item's bytes to a temporary name beside destination, then rename; returns the size."""
+    def download(self, item: DataMeta, destination: Path) -> int:
+        """Stream an item's bytes to a temporary name beside destination, then rename; returns the size.
+
+        The item may not grow past its declared size plus slack (DOWNLOAD_SIZE_SLACK_BYTES)."""
         partial = destination.with_name(destination.name + ".part")
+        what = f"download of {item.name} ({item.id})"
 
         def attempt() -> int:
             self._cancel.check()
             size = 0
-            with self._http.stream(
-                "GET", f"{self._data_url}/{data_id}", params={"raw": "true"}, headers=self._headers()
-            ) as reply:
+            with self._exchange(
+                "GET",
+                f"{self._data_url}/{path_segment(item.id)}",
+                what,
+                self._transfer_limits.download_cap(item.size),
+                params={"raw": "true"},
+            ) as (reply, chunks):
                 reply.raise_for_status()
                 with partial.open("wb") as sink:
-                    for chunk in reply.iter_bytes(STREAM_CHUNK_BYTES):
+                    for chunk in chunks:
                         self._cancel.check()
-                        sink.write(chunk)
-                        size += len(chunk)
+                        size += sink.write(chunk)
             partial.replace(destination)
             return size
 
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return self._retrying(attempt, f"download of {data_id}")
+            return self._retrying(attempt, what)
         finally:
             partial.unlink(missing_ok=True)
 
@@ -215,11 +278,13 @@ class DomainClient:
         return self._limits
 
     def _fetch_limits(self) -> UploadLimits:
-        reply = self._http.get(f"{self._base_url}/api/v1/info", headers=self._headers())
-        if reply.status_code == 404:  # servers that predate /info have no stated limit
-            return UploadLimits(request_max_bytes=None, multipart_enabled=False)
-        reply.raise_for_status()
-        upload = reply.json().get("upload") or {}
+        try:
+            info = self._json_call("GET", f"{self._base_url}/api/v1/info", "domain info")
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:  # servers that predate /info have no stated limit
+                return UploadLimits(request_max_bytes=None, multipart_enabled=False)
+            raise
+        upload = info.get("upload") or {}
         max_bytes = upload.get("request_max_bytes")
         return UploadLimits(
             request_max_bytes=int(max_bytes) if max_bytes else None,
@@ -227,18 +292,20 @@ class DomainClient:
         )
 
     def _upload_form(self, path: Path, envelope: FormEnvelope, size: int, method: str, name: str) -> DataMeta:
-        def attempt() -> DataMeta:
-            reply = self._http.request(
-                method,
-                self._data_url,
-                content=envelope.stream(path),
-                headers=self._headers()
-                | {"Content-Type": envelope.content_type, "Content-Length": str(envelope.body_size(size))},
-            )
-            reply.raise_for_status()
-            return parse_single_meta(reply.json())
-
-        return self._retrying(attempt, f"upload of {name}")
+        what = f"upload of {name}"
+        return self._retrying(
+            lambda: parse_single_meta(
+                self._json_call(
+                    method,
+                    self._data_url,
+                    what,
+                    body=envelope.stream(path, size),
+                    body_size=envelope.body_size(size),
+                    headers={"Content-Type": envelope.content_type},
+                )
+            ),
+            what,
+        )
 
     def _upload_multipart(
         self, path: Path, size: int, name: str, data_type: str, existing_id: str | None
@@ -248,7 +315,8 @@ class DomainClient:
             lambda: self._json_call(
                 "POST",
                 f"{url}?uploads",
-                {
+                f"start of multipart upload of {name}",
+                json={
                     "name": name,
                     "data_type": data_type,
                     "size": size,
@@ -261,11 +329,20 @@ class DomainClient:
         upload_id, part_size = str(started["upload_id"]), int(started["part_size"])
         try:
             parts = [
-                {"part_number": number, "etag": self._upload_part(url, upload_id, path, number, part_size)}
+                {
+                    "part_number": number,
+                    "etag": self._upload_part(url, upload_id, path, number, part_size, size),
+                }
                 for number in range(1, max(1, -(-size // part_size)) + 1)
             ]
             finished = self._retrying(
-                lambda: self._json_call("POST", url, {"parts": parts}, {"uploadId": upload_id}),
+                lambda: self._json_call(
+                    "POST",
+                    url,
+                    f"completion of multipart upload of {name}",
+                    json={"parts": parts},
+                    params={"uploadId": upload_id},
+                ),
                 f"completion of multipart upload of {name}",
             )
         except BaseException:
@@ -273,26 +350,34 @@ class DomainClient:
             raise
         return parse_single_meta(finished)
 
-    def _upload_part(self, url: str, upload_id: str, path: Path, number: int, part_size: int) -> str:
-        def attempt() -> str:
-            with path.open("rb") as source:
-                source.seek((number - 1) * part_size)
-                chunk = source.read(part_size)
-            reply = self._http.put(
-                url,
-                params={"uploadId": upload_id, "partNumber": number},
-                content=chunk,
-                headers=self._headers() | {"Content-Type": OCTET_STREAM},
-            )
-            reply.raise_for_status()
-            return str(reply.json()["etag"])
-
-        return self._retrying(attempt, f"upload of part {number}")
+    def _upload_part(
+        self, url: str, upload_id: str, path: Path, number: int, part_size: int, size: int
+    ) -> str:
+        start = (number - 1) * part_size
+        length = min(part_size, size - start)
+        what = f"upload of part {number}"
+        return self._retrying(
+            lambda: str(
+                self._json_call(
+                    "PUT",
+                    url,
+                    what,
+                    body=file_chunks(path, start, length),
+                    body_size=length,
+                    params={"uploadId": upload_id, "partNumber": number},
+                    headers={"Content-Type": OCTET_STREAM},
+                )["etag"]
+            ),
+            what,
+        )
 
     def _abort_multipart(self, url: str, upload_id: str) -> None:
         try:
-            self._http.delete(url, params={"uploadId": upload_id}, headers=self._headers()).raise_for_status()
-        except httpx.HTTPError as exc:
+            with self._exchange(
+                "DELETE", url, "abort of a multipart upload", JSON_REPLY_CAP, params={"uploadId": upload_id}
+            ) as (reply, _):
+                reply.raise_for_status()
+        except (httpx.HTTPError, TransferAborted) as exc:
             log.warning("could not abort multipart upload %s: %s", upload_id, exc)
 
     def _find_id(self, name: str, data_type: str) -> str | None:
@@ -300,23 +385,55 @@ class DomainClient:
         return matches[0].id if matches else None
 
     def _metadata(self, query: dict[str, str], what: str) -> list[DataMeta]:
-        def attempt() -> list[DataMeta]:
-            reply = self._http.get(self._data_url, params=query, headers=self._headers())
-            reply.raise_for_status()
-            return [parse_meta(item) for item in reply.json().get("data") or []]
-
-        return self._retrying(attempt, what)
+        return self._retrying(
+            lambda: [
+                parse_meta(item)
+                for item in self._json_call("GET", self._data_url, what, params=query).get("data") or []
+            ],
+            what,
+        )
 
     def _json_call(
-        self, method: str, url: str, body: dict[str, Any], params: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        body: Iterable[bytes] | None = None,
+        body_size: int = 0,
+        **kwargs: Any,
     ) -> dict[str, Any]:
-        reply = self._http.request(method, url, json=body, params=params, headers=self._headers())
-        reply.raise_for_status()
-        return reply.json()
+        """One exchange whose reply is a JSON object; an error status raises before the body is read."""
+        with self._exchange(method, url, what, JSON_REPLY_CAP, body=body, body_size=body_size, **kwargs) as (
+            reply,
+            chunks,
+        ):
+            reply.raise_for_status()
+            return json.loads(b"".join(chunks))
+
+    @contextmanager
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        cap: SizeCap,
+        *,
+        body: Iterable[bytes] | None = None,
+        body_size: int = 0,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[tuple[httpx.Response, Iterator[bytes]]]:
+        """The reply to one request and its body as it arrives, both held to the transfer limits; a
+        streamed body is sent with body_size as its Content-Length (the domain refuses chunked bodies)."""
+        guard = TransferGuard(cap, self._transfer_limits, what)
+        headers = {"posemesh-client-id": self._client_id} | (headers or {})
+        if body is not None:
+            kwargs["content"] = guard.sending(body)
+            headers["Content-Length"] = str(body_size)
+        with self._http.stream(method, url, headers=headers, auth=self._auth, **kwargs) as reply:
+            yield reply, guard.receiving(reply)
 
     def _retrying(self, operation: Callable[[], T], what: str) -> T:
         self._cancel.check()
         return with_retries(operation, what=what, backoff=self._backoff, pause=self._cancel.pause)
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token()}", "posemesh-client-id": self._client_id}

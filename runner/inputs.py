@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from .domain import DataMeta, DomainClient
+from .workspace import is_safe_component
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ COLMAP_FILES = (
     ("colmap_points3d_bin", "points3D.bin"),
     ("colmap_rigs_bin", "rigs.bin"),
 )
-_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class InputError(RuntimeError):
@@ -99,7 +98,7 @@ def recording_names(scan: str) -> tuple[str, str]:
 
 def is_safe_folder(scan: str) -> bool:
     """A scan id names a folder under datasets/: one plain path component, not ending in `.mp4`."""
-    return bool(_SAFE_FOLDER.match(scan)) and not scan.endswith(RECORDING_EXTENSION)
+    return is_safe_component(scan) and not scan.endswith(RECORDING_EXTENSION)
 
 
 def colmap_items(suffix: str) -> tuple[tuple[str, str], ...]:
@@ -123,7 +122,7 @@ def fetch_inputs(domain: DomainClient, manifest_id: str, job_root: Path) -> Inpu
         raise InputError(f"refined manifest {manifest_id} not found in the domain")
     suffix = manifest_suffix(manifest[0].name)
     manifest_path = job_root / "refined_manifest.json"
-    domain.download(manifest_id, manifest_path)
+    domain.download(manifest[0], manifest_path)
     data_ids = manifest_data_ids(manifest_path)
 
     recordings = _recordings_by_scan(domain.metadata_by_ids(item_ids(data_ids)))
@@ -138,7 +137,7 @@ def fetch_inputs(domain: DomainClient, manifest_id: str, job_root: Path) -> Inpu
             "or names a scan that has one in the domain"
         )
     for scan, item in recordings.items():
-        size = domain.download(item.id, job_root / DATASETS_DIR / scan / RECORDING_FILE)
+        size = domain.download(item, job_root / DATASETS_DIR / scan / RECORDING_FILE)
         log.info("downloaded recording %s (%d bytes) for scan %s", item.name, size, scan)
 
     colmap_names = _fetch_colmap(domain, suffix, job_root) if suffix else ()
@@ -183,7 +182,7 @@ def _fetch_colmap(domain: DomainClient, suffix: str, job_root: Path) -> tuple[st
         return ()
     staging = job_root / COLMAP_DIR.with_name(COLMAP_DIR.name + ".part")
     for name, filename in wanted:
-        domain.download(found[name][0].id, staging / filename)
+        domain.download(found[name][0], staging / filename)
     (job_root / COLMAP_DIR).parent.mkdir(parents=True, exist_ok=True)
     shutil.move(staging, job_root / COLMAP_DIR)
     return tuple(name for name, _ in wanted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +14,16 @@ import httpx
 from .cancel import Cancelled, CancelSignal
 from .config import Config
 from .dms import Lease
-from .domain import DataRef, DomainClient, UploadTooLarge, parse_data_cid
+from .domain import DataRef, DomainClient, ForeignServer, UnsafeFormValue, UploadTooLarge, parse_data_cid
 from .inputs import InputError, fetch_inputs
 from .lease import LeaseKeeper
 from .outputs import Artifact, MissingOutput, Published, publish_outputs
-from .process import pipeline_command, run_process
+from .process import pipeline_command, pipeline_environment, run_process
 from .progress import event, failure_event, parse_progress_line, progress, task_percent
+from .redaction import Redactor
 from .retry import RetriesExhausted, describe_error
-from .workspace import create_workspace, remove_workspace
+from .transfer import TransferAborted
+from .workspace import WorkspaceError, create_workspace, remove_workspace
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,13 @@ class PipelineFailed(RuntimeError):
 
 
 EXPECTED_FAILURES = (
+    WorkspaceError,
     InputError,
+    ForeignServer,
+    TransferAborted,
     PipelineFailed,
     MissingOutput,
+    UnsafeFormValue,
     UploadTooLarge,
     RetriesExhausted,
     httpx.HTTPError,
@@ -47,6 +54,8 @@ class JobSpec:
     job_id: str
     capability: str
     manifest: DataRef
+    domain_server_url: str
+    """The lease's domain server: the only one its token is sent to."""
     tasks_root: Path
 
     @classmethod
@@ -57,6 +66,7 @@ class JobSpec:
             job_id=lease.task.job_id,
             capability=lease.task.capability,
             manifest=parse_data_cid(lease.task.inputs_cids[0], lease.domain_server_url, lease.domain_id),
+            domain_server_url=lease.domain_server_url,
             tasks_root=tasks_root,
         )
 
@@ -93,27 +103,36 @@ class SplatJob:
     """
 
     def __init__(
-        self, spec: JobSpec, config: Config, http: httpx.Client, keeper: LeaseKeeper, cancel: CancelSignal
+        self,
+        spec: JobSpec,
+        config: Config,
+        http: httpx.Client,
+        keeper: LeaseKeeper,
+        cancel: CancelSignal,
+        redactor: Redactor,
     ):
         self._spec = spec
         self._config = config
         self._keeper = keeper
         self._cancel = cancel
+        self._redactor = redactor
         self._domain = DomainClient(
             http,
+            spec.domain_server_url,
             spec.manifest.base_url,
             spec.manifest.domain_id,
             token=keeper.domain_token,
             client_id=config.client_id,
             backoff=config.retry,
             cancel=cancel,
+            limits=config.transfer,
         )
         self._stage = "workspace"
         self._artifacts: list[Artifact] = []
         self._output_tail: tuple[str, ...] = ()
 
     def run(self) -> JobOutcome:
-        job_root = self._spec.tasks_root / self._spec.task_id
+        job_root: Path | None = None  # set once this job made it: nothing else is ever removed
         try:
             job_root = create_workspace(self._spec.tasks_root, self._spec.task_id)
             return self._run_stages(job_root)
@@ -125,10 +144,14 @@ class SplatJob:
             log.exception("task %s failed unexpectedly in stage %s", self._spec.task_id, self._stage)
             return self._failed(f"internal error: {exc!r}")
         finally:
-            if self._config.disable_tasks_cleanup:
-                log.info("leaving workspace %s in place (DISABLE_TASKS_CLEANUP)", job_root)
-            else:
-                remove_workspace(job_root)
+            if job_root is not None:
+                self._clean_up(job_root)
+
+    def _clean_up(self, job_root: Path) -> None:
+        if self._config.disable_tasks_cleanup:
+            log.info("leaving workspace %s in place (DISABLE_TASKS_CLEANUP)", job_root)
+        else:
+            remove_workspace(job_root)
 
     def _run_stages(self, job_root: Path) -> JobSucceeded:
         self._report(progress(5, "workspace", "prepared", job_root=str(job_root)))
@@ -173,9 +196,11 @@ class SplatJob:
         result = run_process(
             pipeline_command(script, self._spec.manifest.domain_id, self._spec.job_id, job_root),
             cwd=script.parent,
+            env=pipeline_environment(os.environ, self._config.node_variables, self._redactor),
             cancel=self._cancel,
             on_line=self._on_pipeline_line,
             kill_grace_secs=self._config.kill_grace_secs,
+            redactor=self._redactor,
         )
         self._output_tail = result.output_tail
         if result.returncode != 0:

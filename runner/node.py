@@ -18,6 +18,7 @@ from .dms import DmsClient, Lease, lease_refusal
 from .health import HealthServer
 from .job import JobFailed, JobOutcome, JobSpec, JobSucceeded, SplatJob
 from .lease import LeaseKeeper
+from .redaction import Redactor
 from .retry import RetriesExhausted
 from .workspace import sweep_stale_workspaces
 
@@ -34,7 +35,10 @@ class Node:
         self._config = config
         self._http = httpx.Client(timeout=config.http_timeout_secs)
         dds = DdsClient(self._http, config.dds_base_url, config.node_key)
-        self._dms = DmsClient(self._http, config.dms_base_url, TokenKeeper(dds, config.retry), config.retry)
+        self._redactor = Redactor(config.secrets)
+        self._dms = DmsClient(
+            self._http, config.dms_base_url, TokenKeeper(dds, config.retry), config.retry, self._redactor
+        )
         self._registrar = Registrar(
             dds,
             config.registration_secret,
@@ -111,7 +115,7 @@ class Node:
         try:
             keeper.start()
             spec = JobSpec.from_lease(lease, self._config.tasks_root)
-            outcome = SplatJob(spec, self._config, self._http, keeper, cancel).run()
+            outcome = SplatJob(spec, self._config, self._http, keeper, cancel, self._redactor).run()
         except Cancelled:
             pass
         finally:

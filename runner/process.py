@@ -1,5 +1,6 @@
-"""Runs run.py in its own process group, streams its output, and takes the whole group down on cancel
-(and, on Linux, run.py down with the node should the node be killed outright)."""
+"""Runs run.py in its own process group with only the environment it needs, streams its output with
+the node's secrets redacted, and takes the whole group down on cancel (and, on Linux, run.py down with
+the node should the node be killed outright)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import IO
 from pipeline.with_parent import tied_to_this_process
 
 from .cancel import CancelSignal
+from .redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +51,33 @@ def pipeline_command(script: Path, domain_id: str, job_id: str, job_root: Path) 
     ]
 
 
+def pipeline_environment(
+    environ: Mapping[str, str], withheld: frozenset[str], redactor: Redactor
+) -> dict[str, str]:
+    """The node's environment less its own settings and any variable holding a secret's value: what
+    run.py and every program it starts may see."""
+    kept = {
+        name: value for name, value in environ.items() if name not in withheld and not redactor.reveals(value)
+    }
+    return kept | {"PYTHONUNBUFFERED": "1"}
+
+
 def run_process(
     command: list[str],
     cwd: Path,
+    env: dict[str, str],
     cancel: CancelSignal,
     on_line: Callable[[str], None],
     kill_grace_secs: float,
+    redactor: Redactor,
 ) -> ProcessResult:
-    """Run command to the end, or until cancel is set (then raise Cancelled once the group is gone)."""
+    """Run command to the end, or until cancel is set (then raise Cancelled once the group is gone).
+
+    Its output lines are redacted as they are read, before anything cuts, logs or reports them."""
     process = subprocess.Popen(
         tied_to_this_process(command),
         cwd=cwd,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -69,7 +86,10 @@ def run_process(
     assert process.stdout is not None
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
     reader = threading.Thread(
-        target=_pump_lines, args=(process.stdout, tail, on_line), name=f"output-{process.pid}", daemon=True
+        target=_pump_lines,
+        args=(process.stdout, tail, on_line, redactor),
+        name=f"output-{process.pid}",
+        daemon=True,
     )
     reader.start()
     try:
@@ -113,10 +133,12 @@ def _signal_group(group: int, signum: signal.Signals) -> None:
         os.killpg(group, signum)
 
 
-def _pump_lines(stream: IO[bytes], tail: deque[str], on_line: Callable[[str], None]) -> None:
+def _pump_lines(
+    stream: IO[bytes], tail: deque[str], on_line: Callable[[str], None], redactor: Redactor
+) -> None:
     with stream:
         for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").rstrip("\r\n")[:LINE_MAX_CHARS]
+            line = redactor.redact(raw.decode(errors="replace").rstrip("\r\n"))[:LINE_MAX_CHARS]
             tail.append(line)
             log.info("run.py: %s", line)
             try:

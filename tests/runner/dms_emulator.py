@@ -1,7 +1,8 @@
 """A loopback DMS + DDS + domain server that follows PROTOCOL.md and records every request.
 
 One ThreadingHTTPServer on 127.0.0.1 serves the three under /dms/v1, /dds and /domain. Tests seed data
-and tasks, inject faults, and read back what the node sent.
+and tasks, inject faults (error statuses, delays, and hostile bodies: dripped, oversized, without a
+length), and read back what the node sent.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import coincurve
 from Crypto.Hash import keccak
 
 CAPABILITY = "/splatter/colmap/v1"
 DOMAIN_ID = "domain-0001"
+SEND_CHUNK_BYTES = 1024 * 1024
+_DISPOSITION_PARAM = re.compile(r'; ([a-z-]+)="((?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*)"')
 
 
 def rfc3339(epoch: float) -> str:
@@ -63,7 +66,9 @@ class Recorded:
 class Fault:
     """Answer matching requests with status (after delay seconds), times times (None: always).
 
-    A request matches on method and path, and also on a query key and on bytes in its body when given."""
+    A request matches on method and path, and also on a query key and on bytes in its body when given.
+    body replaces the answer's content (status 200 unless given); drip_secs sends the content one byte
+    at a time; declare_length False leaves out Content-Length and ends the body by closing."""
 
     method: str
     path: str  # regular expression, full match against the path
@@ -72,6 +77,9 @@ class Fault:
     times: int | None = None
     query_has: str | None = None
     body_has: bytes | None = None
+    body: bytes | None = None
+    drip_secs: float = 0.0
+    declare_length: bool = True
 
 
 @dataclass
@@ -189,9 +197,10 @@ class Emulator:
         lease_secs: float = 60.0,
         arrives_expired: bool = False,
         arrives_cancelled: bool = False,
+        task_id: str | None = None,
     ) -> str:
         task = EmulatedTask(
-            id=str(uuid.uuid4()),
+            id=task_id or str(uuid.uuid4()),
             job_id=str(uuid.uuid4()),
             capability=capability,
             inputs_cids=inputs_cids,
@@ -262,6 +271,8 @@ class Emulator:
         if chunked:
             status, payload = 411, {"error": "chunked bodies are not accepted; send Content-Length"}
             handler.close_connection = True
+        elif fault is not None and fault.body is not None:
+            status, payload = fault.status or 200, fault.body
         elif fault is not None and fault.status is not None:
             status, payload = fault.status, {"error": "injected fault"}
         else:
@@ -280,11 +291,15 @@ class Emulator:
         try:
             handler.send_response(status)
             handler.send_header("Content-Type", content_type)
-            handler.send_header("Content-Length", str(len(data)))
+            if fault is None or fault.declare_length:
+                handler.send_header("Content-Length", str(len(data)))
+            else:
+                handler.send_header("Connection", "close")
+                handler.close_connection = True
             handler.end_headers()
-            handler.wfile.write(data)
+            _send_body(handler, data, fault.drip_secs if fault is not None else 0.0)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeouts)
+            pass  # the client gave up (timeouts, limits)
 
     def _take_fault(self, record: Recorded) -> Fault | None:
         with self.lock:
@@ -370,9 +385,9 @@ class Emulator:
             if path == "/tasks" and r.method == "GET":
                 return self._lease(r)
             match = re.fullmatch(r"/tasks/([^/]+)/(heartbeat|complete|fail)", path)
-            if not match or match[1] not in self.tasks or r.method != "POST":
+            if not match or unquote(match[1]) not in self.tasks or r.method != "POST":
                 return 404, {"error": "unknown DMS path"}
-            task = self.tasks[match[1]]
+            task = self.tasks[unquote(match[1])]
             if task.state != "leased":
                 return 409, {"error": f"task is {task.state}"}
             if match[2] == "heartbeat":
@@ -488,6 +503,8 @@ class Emulator:
         for chunk in r.body[len(delimiter) + 2 : -(len(delimiter) + 6)].split(b"\r\n" + delimiter + b"\r\n"):
             head, _, content = chunk.partition(b"\r\n\r\n")
             headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+            if set(headers) != {"Content-Disposition", "Content-Type"}:
+                return 400, {"error": f"unexpected part headers {sorted(headers)}"}
             parts.append((headers, content))
         return parts
 
@@ -497,14 +514,12 @@ class Emulator:
             return parts
         created = []
         for headers, content in parts:
-            match = re.fullmatch(
-                r'form-data; name="([^"]+)"; data-type="([^"]+)"', headers["Content-Disposition"]
-            )
-            if not match or headers.get("Content-Type") != "application/octet-stream":
+            params = disposition_params(headers["Content-Disposition"])
+            if params is None or set(params) != {"name", "data-type"} or not _is_octet_stream(headers):
                 return 400, {"error": f"bad part headers {headers}"}
-            if self.item_named(match[1]) is not None:
+            if self.item_named(params["name"]) is not None:
                 return 409, {"error": "name exists"}
-            created.append(self.items[self.add_item(match[1], match[2], content)].meta())
+            created.append(self.items[self.add_item(params["name"], params["data-type"], content)].meta())
         return 200, {"data": created}
 
     def _update(self, r: Recorded) -> tuple[int, Any]:
@@ -513,12 +528,12 @@ class Emulator:
             return parts
         updated = []
         for headers, content in parts:
-            match = re.fullmatch(r'form-data; id="([^"]+)"', headers["Content-Disposition"])
-            if not match or headers.get("Content-Type") != "application/octet-stream":
+            params = disposition_params(headers["Content-Disposition"])
+            if params is None or set(params) != {"id"} or not _is_octet_stream(headers):
                 return 400, {"error": f"bad part headers {headers}"}
-            if match[1] not in self.items:
+            if params["id"] not in self.items:
                 return 404, {"error": "no such item"}
-            item = self.items[match[1]]
+            item = self.items[params["id"]]
             item.content, item.updated_at = content, rfc3339(time.time())
             updated.append(item.meta())
         return 200, {"data": updated}
@@ -560,6 +575,36 @@ class Emulator:
                 return 200, item.meta()
             return 200, self.items[self.add_item(init["name"], init["data_type"], content)].meta()
         return 405, {"error": "method not allowed"}
+
+
+def disposition_params(header: str) -> dict[str, str] | None:
+    """`form-data; name="a \\"b\\""` → {"name": 'a "b"'}: quoted-string parameters, backslash escapes
+    undone, as a strict server parses them; None when the header is malformed or repeats a parameter."""
+    if not header.startswith("form-data"):
+        return None
+    params: dict[str, str] = {}
+    position = len("form-data")
+    while position < len(header):
+        match = _DISPOSITION_PARAM.match(header, position)
+        if match is None or match[1] in params:
+            return None
+        params[match[1]] = re.sub(r"\\(.)", r"\1", match[2])
+        position = match.end()
+    return params
+
+
+def _is_octet_stream(headers: dict[str, str]) -> bool:
+    return headers.get("Content-Type") == "application/octet-stream"
+
+
+def _send_body(handler: BaseHTTPRequestHandler, data: bytes, drip_secs: float) -> None:
+    """The whole body in large writes, or one byte every drip_secs (a server that barely moves)."""
+    step = 1 if drip_secs else SEND_CHUNK_BYTES
+    for start in range(0, len(data), step):
+        handler.wfile.write(data[start : start + step])
+        if drip_secs:
+            handler.wfile.flush()
+            time.sleep(drip_secs)
 
 
 def _is_uuid(text: str) -> bool:

@@ -2,9 +2,11 @@
 
 FAKE_RUN_MODE picks the behaviour: ok (splat, preview video and poster), no_poster, no_preview (neither
 video nor poster), no_splat, fail, hang (progress lines until killed), hang_quietly (no output until
-killed). FAKE_SLEEP_SECS delays the start. The splat it writes is a JSON report of what it saw (its
-arguments, working directory, environment and every input file's sha256), padded to FAKE_SPLAT_BYTES,
-so tests can check the inputs the runner laid out by reading back the upload."""
+killed). FAKE_SLEEP_SECS delays the start. fail ends with the text of FAKE_FAILURE_FILE as its last
+line when that is set (a program printing what it found). FAKE_ENV_FILE, when set, receives its
+environment as JSON. The splat it writes is a JSON report of what it saw (its arguments, working
+directory, whether output is unbuffered, every input file's sha256), padded to FAKE_SPLAT_BYTES, so
+tests can check the inputs the runner laid out by reading back the upload."""
 
 import argparse
 import hashlib
@@ -30,6 +32,8 @@ def progress(stage: str, pct: int) -> None:
 
 
 time.sleep(float(os.environ.get("FAKE_SLEEP_SECS", "0")))
+if "FAKE_ENV_FILE" in os.environ:
+    Path(os.environ["FAKE_ENV_FILE"]).write_text(json.dumps(dict(os.environ)))
 if mode in ("hang", "hang_quietly"):
     # A grandchild that ignores SIGTERM: only a group-wide SIGKILL ends it.
     grandchild = subprocess.Popen(
@@ -53,7 +57,9 @@ progress("train", 20)
 progress("train", 60)
 
 if mode == "fail":
-    print("Traceback (most recent call last):\nRuntimeError: CUDA out of memory", file=sys.stderr)
+    failure_file = os.environ.get("FAKE_FAILURE_FILE")
+    message = Path(failure_file).read_text() if failure_file else "CUDA out of memory"
+    print(f"Traceback (most recent call last):\nRuntimeError: {message}", file=sys.stderr)
     sys.exit(3)
 
 splatter = root / "refined" / "splatter"

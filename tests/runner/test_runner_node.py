@@ -387,7 +387,8 @@ def test_persistent_domain_errors_fail_the_task_after_bounded_retries(emulator: 
     downloads = emulator.matching("GET", DATA_PATH + "/.+")
     assert len(downloads) == 4
     assert emulator.fails[task_id]["reason"] == (
-        f"runner failed: inputs: download of {scan.manifest_id} failed after 4 attempts: "
+        f"runner failed: inputs: download of refined_manifest{SUFFIX} ({scan.manifest_id}) failed after 4 "
+        "attempts: "
         f"HTTP 502 from GET {emulator.domain_url}/api/v1/domains/{DOMAIN_ID}/data/{scan.manifest_id}"
     )
 

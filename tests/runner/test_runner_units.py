@@ -9,7 +9,14 @@ import pytest
 from runner import CAPABILITY
 from runner.config import ConfigError, load_config
 from runner.dms import Lease, Task, lease_refusal, truncate_utf8
-from runner.domain import FormEnvelope, create_disposition, parse_data_cid, update_disposition
+from runner.domain import (
+    FormEnvelope,
+    UnsafeFormValue,
+    create_disposition,
+    form_value,
+    parse_data_cid,
+    update_disposition,
+)
 from runner.inputs import (
     colmap_items,
     is_safe_folder,
@@ -22,9 +29,14 @@ from runner.inputs import (
 )
 from runner.lease import heartbeat_delay
 from runner.outputs import artifact_name
+from runner.process import pipeline_environment
 from runner.progress import failure_event, parse_progress_line, task_percent
+from runner.redaction import Redactor
 from runner.retry import Backoff
 from runner.timestamps import parse_rfc3339
+from runner.transfer import TransferAborted, TransferGuard, TransferLimits
+from runner.urls import path_segment, same_server
+from runner.workspace import is_safe_component
 
 
 def test_manifest_suffix_and_artifact_names():
@@ -73,9 +85,48 @@ def test_dataids_that_are_neither_urls_nor_uuids_name_scans():
 
 def test_scan_ids_that_cannot_be_folder_names_are_refused():
     assert is_safe_folder("2024-05-01_abc.v2")
-    for hostile in ("../../etc", "a/b", "", "..", ".hidden", "x.mp4", "a\\b"):
+    assert is_safe_folder("s" * 128)
+    for hostile in ("../../etc", "a/b", "", "..", ".hidden", "x.mp4", "a\\b", "scan\n", "s" * 129, "a\x00"):
         assert not is_safe_folder(hostile), hostile
     assert named_scan("dmt_recording_x.mp4.mp4") == "x.mp4"  # still refused as a folder: never `.mp4`
+
+
+def test_task_ids_must_be_one_safe_path_component():
+    assert is_safe_component("0b6c1f0e-8a55-4c1e-9d43-3a1f2e9c7b10") and is_safe_component("t.1_a")
+    for hostile in (
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/b",
+        "a\\b",
+        ".x",
+        "-x",
+        "a\n",
+        "a\x00",
+        "a\x7f",
+        "t" * 129,
+        "é",
+    ):
+        assert not is_safe_component(hostile), hostile
+
+
+def test_the_domain_server_is_one_scheme_host_and_port():
+    assert same_server("https://ds.example/api/v1/x", "https://DS.example:443/base")
+    assert same_server("http://127.0.0.1:8000/a", "http://127.0.0.1:8000")
+    for other in ("http://ds.example/x", "https://ds.example:8443/x", "https://ds.example.evil/x", "/x", ""):
+        assert not same_server(other, "https://ds.example"), other
+    assert not same_server("https://ds.example/x", "")
+
+
+def test_ids_become_exactly_one_url_path_segment():
+    assert path_segment("0b6c1f0e-8a55") == "0b6c1f0e-8a55"
+    assert [path_segment(t) for t in ("..", ".", "a/../b", "a?b#c")] == [
+        "%2E%2E",
+        "%2E",
+        "a%2F..%2Fb",
+        "a%3Fb%23c",
+    ]
 
 
 def test_data_cid_is_split_and_bare_ids_fall_back_to_the_lease():
@@ -151,7 +202,7 @@ def test_form_envelope_has_the_exact_part_headers(tmp_path: Path):
     envelope = FormEnvelope.for_part(create_disposition("refined_splat_x", "splat_data"))
     file = tmp_path / "f.bin"
     file.write_bytes(b"PAYLOAD")
-    body = b"".join(envelope.stream(file))
+    body = b"".join(envelope.stream(file, 7))
     boundary = envelope.boundary.encode()
     assert body == (
         b"--" + boundary + b"\r\n"
@@ -161,6 +212,68 @@ def test_form_envelope_has_the_exact_part_headers(tmp_path: Path):
     assert envelope.body_size(7) == len(body)
     assert envelope.content_type == f"multipart/form-data; boundary={envelope.boundary}"
     assert update_disposition("abc") == 'form-data; id="abc"'
+
+
+def test_form_values_are_quoted_strings_and_control_characters_refused():
+    assert form_value("plain_name") == '"plain_name"'
+    assert form_value('a"b\\c é') == '"a\\"b\\\\c é"'
+    assert (
+        create_disposition('x"; data-type="evil', "t")
+        == 'form-data; name="x\\"; data-type=\\"evil"; data-type="t"'
+    )
+    for hostile in ("a\r\nX: 1", "a\nb", "a\x00", "tab\there", "del\x7f"):
+        with pytest.raises(UnsafeFormValue, match="control character"):
+            form_value(hostile)
+
+
+def test_transfer_size_caps_take_the_declared_size_plus_slack_under_an_absolute_cap():
+    limits = TransferLimits(
+        deadline_secs=60, min_bytes_per_sec=0, rate_window_secs=10, max_bytes=1000, size_slack_bytes=100
+    )
+    assert limits.download_cap(10).max_bytes == 110
+    assert limits.download_cap(5000).max_bytes == 1000
+    assert limits.download_cap(None).max_bytes == 1000
+
+
+def test_a_transfer_guard_stops_oversized_slow_and_late_transfers():
+    limits = TransferLimits(
+        deadline_secs=100, min_bytes_per_sec=10, rate_window_secs=5, max_bytes=1000, size_slack_bytes=0
+    )
+    clock = iter([0.0, 1.0, 6.0]).__next__
+    guard = TransferGuard(limits.download_cap(None), limits, "download of x", clock=clock)
+    guard.advance(40)  # at 1 s: within the first window
+    with pytest.raises(TransferAborted, match=r"moved 41 bytes in 6.0 s, under the minimum of 10 bytes/s"):
+        guard.advance(1)  # at 6 s: 41 bytes over a 6 s window
+    guard = TransferGuard(limits.download_cap(None), limits, "download of x", clock=iter([0.0, 0.1]).__next__)
+    with pytest.raises(TransferAborted, match=r"larger than its limit of 1000 bytes \(DOWNLOAD_MAX_BYTES\)"):
+        guard.advance(1001)
+    guard = TransferGuard(
+        limits.download_cap(None), limits, "download of x", clock=iter([0.0, 101.0]).__next__
+    )
+    with pytest.raises(TransferAborted, match=r"did not finish within 100 s \(TRANSFER_DEADLINE_SECS\)"):
+        guard.advance(5)
+
+
+def test_redaction_covers_secrets_in_any_case_and_nested_payloads():
+    redactor = Redactor(("ab12cd34ef", "reg-secret"))
+    redactor.remember("domain-token-1")
+    payload = {"reason": "key AB12CD34EF!", "events": [{"tail": ["reg-secret", "x domain-token-1"]}], "n": 3}
+    assert redactor.scrub(payload) == {
+        "reason": "key [redacted]!",
+        "events": [{"tail": ["[redacted]", "x [redacted]"]}],
+        "n": 3,
+    }
+    assert redactor.reveals("url://u:reg-secret@h") and not redactor.reveals("nothing here")
+
+
+def test_run_py_environment_lacks_the_node_settings_and_any_secret():
+    redactor = Redactor(("ab12cd34ef",))
+    environ = {"PATH": "/bin", "REG_SECRET": "s", "CUDA_VISIBLE_DEVICES": "0", "COPY": "0xAB12CD34EF"}
+    assert pipeline_environment(environ, frozenset({"REG_SECRET"}), redactor) == {
+        "PATH": "/bin",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def test_config_defaults_and_one_line_errors(tmp_path: Path):
@@ -174,6 +287,15 @@ def test_config_defaults_and_one_line_errors(tmp_path: Path):
     assert config.client_id.startswith("splatter-node/")
     assert not config.disable_tasks_cleanup and config.log_format == "human"
     assert load_config(env | {"DISABLE_TASKS_CLEANUP": "true"}, tmp_path).disable_tasks_cleanup
+    assert config.transfer == TransferLimits(
+        deadline_secs=7200,
+        min_bytes_per_sec=65536,
+        rate_window_secs=60,
+        max_bytes=32 * 1024**3,
+        size_slack_bytes=1024**2,
+    )
+    assert {"SECP256K1_PRIVHEX", "REG_SECRET", "TRANSFER_DEADLINE_SECS", "LOG_LEVEL"} <= config.node_variables
+    assert config.secrets == ("11" * 32, "s")
 
     for broken, variable in (
         ({"REG_SECRET": "s"}, "SECP256K1_PRIVHEX"),
@@ -184,6 +306,9 @@ def test_config_defaults_and_one_line_errors(tmp_path: Path):
         (env | {"DISABLE_TASKS_CLEANUP": "maybe"}, "DISABLE_TASKS_CLEANUP"),
         (env | {"REGISTER_INTERVAL_SECS": "0"}, "REGISTER_INTERVAL_SECS"),
         (env | {"HEALTH_PORT": "70000"}, "HEALTH_PORT"),
+        (env | {"TRANSFER_DEADLINE_SECS": "0"}, "TRANSFER_DEADLINE_SECS"),
+        (env | {"TRANSFER_MIN_BYTES_PER_SEC": "-1"}, "TRANSFER_MIN_BYTES_PER_SEC"),
+        (env | {"DOWNLOAD_MAX_BYTES": "big"}, "DOWNLOAD_MAX_BYTES"),
     ):
         with pytest.raises(ConfigError, match=variable) as caught:
             load_config(broken, tmp_path)

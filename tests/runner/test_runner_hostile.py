@@ -1,0 +1,209 @@
+"""A hostile or broken DMS, domain server or pipeline against the real node: what it may not do."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dms_emulator import DOMAIN_ID, Emulator, Fault
+from node_harness import DATA_PATH, NODE_KEY, SUFFIX, run_one_task, seed_scan
+
+
+@pytest.fixture
+def other_server() -> Iterator[Emulator]:
+    """A second server, on another port: not the lease's domain server."""
+    emu = Emulator()
+    yield emu
+    emu.close()
+
+
+def recording_path(emu: Emulator, scan: str = "scan_a") -> str:
+    item = next(i for i in emu.items.values() if i.name == f"dmt_recording_{scan}")
+    return f"{DATA_PATH}/{item.id}"
+
+
+def add_runnable_task(emu: Emulator) -> str:
+    """A well-formed task queued after a hostile one: the node must go on to it."""
+    return emu.add_task([seed_scan(emu, suffix="_next").manifest_cid])
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    ["../other-node/victim", "..", ".hidden", "a/b", "nul\x00byte", "line\nbreak", "x" * 129],
+)
+def test_a_task_id_that_is_not_one_safe_path_component_fails_and_nothing_is_removed(
+    emulator: Emulator, make_config, tmp_path: Path, tasks_root: Path, task_id: str
+):
+    tasks_root.mkdir()  # as on a node that has run tasks before
+    victim = tmp_path / "other-node" / "victim"  # another node's workspace beside TASKS_ROOT
+    victim.mkdir(parents=True)
+    (victim / ".splatter-workspace").touch()
+    hostile = emulator.add_task([seed_scan(emulator).manifest_cid], task_id=task_id)
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(), runnable)
+
+    assert (victim / ".splatter-workspace").is_file()
+    assert emulator.fails[hostile]["reason"] == (
+        f"runner failed: workspace: task id {task_id!r} cannot name a workspace folder: it must be 1 to "
+        "128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    )
+    assert runnable in emulator.completes
+
+
+def test_the_domain_token_goes_only_to_the_lease_s_domain_server(
+    emulator: Emulator, other_server: Emulator, make_config
+):
+    elsewhere = seed_scan(other_server)
+    hostile = emulator.add_task([elsewhere.manifest_cid])
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(), runnable)
+
+    assert other_server.requests == []
+    assert emulator.fails[hostile]["reason"] == (
+        f"runner failed: inputs: {other_server.domain_url}/api/v1/domains/{DOMAIN_ID}/data is not on the "
+        f"lease's domain server {emulator.domain_url}; the domain token is sent nowhere else"
+    )
+    assert runnable in emulator.completes
+
+
+def test_quotes_and_backslashes_in_names_are_quoted_in_upload_forms(emulator: Emulator, make_config):
+    suffix = '_x"; data-type="evil\\'
+    task_id = emulator.add_task([seed_scan(emulator, suffix=suffix).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert task_id in emulator.completes
+    splat = emulator.item_named(f"refined_splat{suffix}")
+    assert splat is not None and splat.data_type == "splat_data"
+    assert {item.data_type for item in emulator.items.values()} >= {"splat_preview_video"}
+    assert not any(item.data_type.startswith("evil") for item in emulator.items.values())
+
+
+def test_control_characters_in_upload_names_fail_the_task_before_anything_is_sent(
+    emulator: Emulator, make_config
+):
+    suffix = "_x\r\nX-Injected: 1"
+    task_id = emulator.add_task([seed_scan(emulator, suffix=suffix).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.fails[task_id]["reason"] == (
+        f"runner failed: upload: form field value {'refined_splat' + suffix!r} contains a control "
+        "character; refusing to send it"
+    )
+    assert emulator.matching("POST", DATA_PATH) == []
+
+
+SLOW = {"TRANSFER_MIN_BYTES_PER_SEC": "1000", "TRANSFER_RATE_WINDOW_SECS": "0.5"}
+LATE = {"TRANSFER_DEADLINE_SECS": "0.5", "TRANSFER_MIN_BYTES_PER_SEC": "0"}
+TOO_SLOW = r"moved \d+ bytes in [\d.]+ s, under the minimum of 1000 bytes/s \(TRANSFER_MIN_BYTES_PER_SEC\)"
+TOO_LATE = r"did not finish within 0.5 s \(TRANSFER_DEADLINE_SECS\)"
+
+
+@pytest.mark.parametrize(
+    ("limits", "why"), [(SLOW, TOO_SLOW), (LATE, TOO_LATE)], ids=["min-rate", "deadline"]
+)
+def test_a_dripping_download_fails_within_its_limits_and_the_node_goes_on(
+    emulator: Emulator, make_config, limits, why
+):
+    scan = seed_scan(emulator)
+    recording = recording_path(emulator)
+    emulator.inject(Fault("GET", recording, drip_secs=0.1))  # ~3 s for the whole recording
+    hostile = emulator.add_task([scan.manifest_cid])
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(**limits), runnable)
+
+    reason = emulator.fails[hostile]["reason"]
+    item_id = recording.rsplit("/", 1)[1]
+    assert reason.startswith(f"runner failed: inputs: download of dmt_recording_scan_a ({item_id}) ")
+    assert len(emulator.matching("GET", recording)) == 1  # not retried
+    assert re.fullmatch(rf"runner failed: inputs: download of .+? \({item_id}\) {why}", reason)
+    assert runnable in emulator.completes
+
+
+def test_a_dripping_upload_reply_fails_the_task_within_the_deadline(emulator: Emulator, make_config):
+    emulator.inject(Fault("POST", DATA_PATH, drip_secs=0.1, times=1))  # the splat's reply, ~20 s
+    hostile = emulator.add_task([seed_scan(emulator).manifest_cid])
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(**LATE), runnable)
+
+    assert emulator.fails[hostile]["reason"] == (
+        f"runner failed: upload: upload of refined_splat{SUFFIX} did not finish within 0.5 s "
+        "(TRANSFER_DEADLINE_SECS)"
+    )
+    assert runnable in emulator.completes
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["declared", "undeclared"])
+def test_a_recording_far_larger_than_its_metadata_is_cut_off(
+    emulator: Emulator, make_config, declare_length: bool
+):
+    scan = seed_scan(emulator)
+    recording = recording_path(emulator)
+    item_id = recording.rsplit("/", 1)[1]
+    declared = len(emulator.items[item_id].content)
+    emulator.inject(Fault("GET", recording, body=b"\0" * 50_000_000, declare_length=declare_length))
+    hostile = emulator.add_task([scan.manifest_cid])
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(), runnable)
+
+    assert emulator.fails[hostile]["reason"] == (
+        f"runner failed: inputs: download of dmt_recording_scan_a ({item_id}) is larger than its limit of "
+        f"{declared + 1024 * 1024} bytes (its declared {declared} bytes + DOWNLOAD_SIZE_SLACK_BYTES)"
+    )
+    assert runnable in emulator.completes
+
+
+def test_run_py_gets_no_node_secret_in_its_environment(
+    emulator: Emulator, make_config, monkeypatch, tmp_path: Path
+):
+    secret = emulator.registration_secret
+    env_file = tmp_path / "environment.json"
+    monkeypatch.setenv("FAKE_ENV_FILE", str(env_file))
+    monkeypatch.setenv("SECP256K1_PRIVHEX", "0x" + NODE_KEY)
+    monkeypatch.setenv("REG_SECRET", secret)
+    monkeypatch.setenv("DMS_BASE_URL", emulator.dms_url)
+    monkeypatch.setenv("COPY_OF_THE_KEY", NODE_KEY.upper())
+    monkeypatch.setenv("SECRET_IN_A_URL", f"https://node:{secret}@example.invalid/")
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    environment = json.loads(env_file.read_text())
+    assert not {
+        "SECP256K1_PRIVHEX",
+        "REG_SECRET",
+        "DMS_BASE_URL",
+        "COPY_OF_THE_KEY",
+        "SECRET_IN_A_URL",
+    } & set(environment)
+    assert not any(NODE_KEY in value.lower() or secret in value for value in environment.values())
+    assert environment["PYTHONUNBUFFERED"] == "1" and environment["PATH"]
+
+
+def test_secrets_run_py_prints_are_redacted_from_everything_dms_hears(
+    emulator: Emulator, make_config, monkeypatch, tmp_path: Path
+):
+    secret = emulator.registration_secret
+    # a key that straddles the 2000-character cut of a log line must not survive in part either
+    leak = tmp_path / "leak.txt"
+    leak.write_text("x" * 1970 + f"{NODE_KEY} and {secret} and {NODE_KEY.upper()}")
+    monkeypatch.setenv("FAKE_RUN_MODE", "fail")
+    monkeypatch.setenv("FAKE_FAILURE_FILE", str(leak))
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    told = json.dumps([emulator.fails[task_id], emulator.heartbeats(task_id)]).lower()
+    assert NODE_KEY[:16] not in told and secret not in told
+    reason = emulator.fails[task_id]["reason"]
+    assert reason.startswith("runner failed: python: run.py exited with code 3: RuntimeError: xxx")
+    assert "[redacted]" in reason
