@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ from runner.timestamps import parse_rfc3339
 from runner.transfer import TransferAborted, TransferGuard, TransferLimits
 from runner.urls import path_segment, same_server
 from runner.workspace import is_safe_component
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
 def test_manifest_suffix_and_artifact_names():
@@ -294,7 +297,8 @@ def test_config_defaults_and_one_line_errors(tmp_path: Path):
         max_bytes=32 * 1024**3,
         size_slack_bytes=1024**2,
     )
-    assert {"SECP256K1_PRIVHEX", "REG_SECRET", "TRANSFER_DEADLINE_SECS", "LOG_LEVEL"} <= config.node_variables
+    documented = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert config.node_variables == set(documented)  # .env.example lists every one
     assert config.secrets == ("11" * 32, "s")
 
     for broken, variable in (
