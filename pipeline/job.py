@@ -18,6 +18,7 @@ from pipeline import layout
 from pipeline.commands import run_command
 from pipeline.frames import Dataset, extract_all_frames
 from pipeline.inputs import check_colmap_model, check_frames_match_colmap, find_datasets
+from pipeline.lock import job_lock
 from pipeline.nerfstudio import process_data_command, train_command
 from pipeline.preview import DEFAULT_RENDERER, PREVIEW_FILES, PreviewRenderer
 from pipeline.rotate import rotate_ply
@@ -38,11 +39,13 @@ class JobOptions:
 
 
 def run_job(options: JobOptions, emit: Callable[[str], None]) -> None:
-    """Run the job's stages; raise PipelineError on bad inputs or a failed stage."""
-    datasets = find_datasets(options.root)
-    check_colmap_model(options.root)
-    with PreviewRenderer(options.root, options.preview_renderer, options.preview_timeout_s) as preview:
-        run_stages(options.root, job_stages(options, datasets, preview), options.force, emit)
+    """Run the job's stages; raise PipelineError on bad inputs, a failed stage or another run of the
+    same job root."""
+    with job_lock(options.root):
+        datasets = find_datasets(options.root)
+        check_colmap_model(options.root)
+        with PreviewRenderer(options.root, options.preview_renderer, options.preview_timeout_s) as preview:
+            run_stages(options.root, job_stages(options, datasets, preview), options.force, emit)
 
 
 def job_stages(

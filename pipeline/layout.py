@@ -26,3 +26,4 @@ PREVIEW = SPLATTER / "preview.mp4"
 POSTER = SPLATTER / "preview.jpg"
 
 STAGE_MARKERS = Path(".pipeline")
+LOCK_FILE = STAGE_MARKERS / "lock"

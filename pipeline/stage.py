@@ -1,11 +1,12 @@
 """Runs a job's stages, resumably and partly side by side, reporting progress the runner can parse.
 
 A stage counts as done when its completion marker (``.pipeline/<stage>.done`` under the job root)
-holds the stage's recipe and all its expected outputs exist. The marker is removed before a stage
-starts and written only after its outputs are checked, so a stage cut short is never taken for done;
-a changed recipe (say, another training budget) redoes the stage. A stage also runs when a stage it
-``needs`` ran, since its inputs changed. A best-effort stage that fails is logged and leaves no
-marker, so the next run retries it.
+holds the stage's recipe and every file the stage left under its outputs is still there at the size
+it had: one lost frame of six hundred, or a truncated file, redoes the stage. The marker is removed
+before a stage starts and written only after its expected outputs are checked, so a stage cut short
+is never taken for done; a changed recipe (say, another training budget) redoes the stage. A stage
+also runs when a stage it ``needs`` ran, since its inputs changed. A best-effort stage that fails is
+logged and leaves no marker, so the next run retries it.
 
 Stages start in the order given. A background stage runs in a thread beside the stages after it,
 and the job waits for it before it ends; a stage with ``warm_up`` gets that call as soon as a stage
@@ -16,6 +17,7 @@ once the job has waited for it), and a last one when every stage has ended.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -30,7 +32,8 @@ from splat_render.errors import PreviewInputError
 
 log = logging.getLogger(__name__)
 
-STAGE_ERRORS = (PipelineError, PreviewInputError)  # a stage's failure; anything else is a bug
+# A stage's failure, the machine's included (a full disk, a read-only mount); anything else is a bug.
+STAGE_ERRORS = (PipelineError, PreviewInputError, OSError)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Stage:
     weight: int  # share of the whole job's time, for progress
     run: Callable[[], None]
     outputs: tuple[Path, ...]  # relative to the job root; removed before the stage runs
-    expected: tuple[str, ...]  # glob patterns relative to the job root that must match afterwards
+    expected: tuple[str, ...]  # glob patterns relative to the job root, under outputs, to match afterwards
     recipe: str = ""  # what the outputs depend on besides the inputs; a change redoes the stage
     best_effort: bool = False
     needs: tuple[str, ...] = ()  # the stages whose outputs are its inputs
@@ -95,18 +98,23 @@ def run_stages(root: Path, stages: tuple[Stage, ...], force: bool, emit: Callabl
 
 
 def is_done(root: Path, stage: Stage) -> bool:
-    marker = _marker(root, stage)
-    return (
-        marker.is_file()
-        and marker.read_text() == stage.recipe
-        and all(_matches(root, pattern) for pattern in stage.expected)
-    )
+    """The marker holds the stage's recipe, and every file it lists is there at its recorded size."""
+    try:
+        marker = json.loads(_marker(root, stage).read_text())
+    except (OSError, ValueError):  # no marker, or one cut short or of another layout
+        return False
+    if not isinstance(marker, dict) or marker.get("recipe") != stage.recipe:
+        return False
+    return marker.get("files") == {name: _size(root / name) for name in marker.get("files", {})}
 
 
 def _prepare(root: Path, stage: Stage) -> None:
-    _marker(root, stage).unlink(missing_ok=True)
-    for output in stage.outputs:
-        _remove(root / output)
+    try:
+        _marker(root, stage).unlink(missing_ok=True)
+        for output in stage.outputs:
+            _remove(root / output)
+    except OSError as exc:
+        raise PipelineError(f"{stage.name} failed: cannot clear its old outputs: {exc}") from exc
     log.info("%s: started", stage.name)
 
 
@@ -153,14 +161,45 @@ def _conclude(root: Path, stage: Stage, outcome: _Outcome) -> None:
             raise PipelineError(f"{stage.name} failed: {error}") from error
         log.warning("%s failed, the job goes on without it: %s", stage.name, error)
         return
-    marker = _marker(root, stage)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(stage.recipe)
+    _write_marker(root, stage)
     log.info("%s: done in %.1f s", stage.name, outcome.seconds)
 
 
 def _marker(root: Path, stage: Stage) -> Path:
     return root / STAGE_MARKERS / f"{stage.name}.done"
+
+
+def _write_marker(root: Path, stage: Stage) -> None:
+    """Record the recipe and every output file with its size; the marker appears whole or not at all."""
+    marker = _marker(root, stage)
+    tmp = marker.with_name(f"{marker.name}.tmp")
+    try:
+        files = {
+            path.relative_to(root).as_posix(): path.stat().st_size
+            for output in stage.outputs
+            for path in _files(root / output)
+        }
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"recipe": stage.recipe, "files": files}))
+        tmp.replace(marker)
+    except OSError as exc:
+        raise PipelineError(f"{stage.name}: cannot write {marker.relative_to(root)}: {exc.strerror}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _files(path: Path) -> list[Path]:
+    """The file at ``path``, or every file under the folder there, or none."""
+    if path.is_dir() and not path.is_symlink():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path] if path.is_file() else []
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _matches(root: Path, pattern: str) -> bool:
