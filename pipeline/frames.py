@@ -3,7 +3,15 @@
 A frame is named ``<dataset>_<NNNNNN>.jpg``, NNNNNN being its 0-based position in decode order,
 zero-padded to six digits: ``scan1_000000.jpg`` is the first frame of ``datasets/scan1/Frames.mp4``.
 ns-process-data finds each COLMAP image by its name in images.bin, so the reconstruction must name
-frames exactly this way. Frames are stored as decoded: rotation metadata in the MP4 is not applied.
+frames exactly this way.
+
+Frames are stored as upstream's extractor (OpenCV) returns them, since the COLMAP model the job
+carries was made from those: a video whose display matrix turns it by a quarter, half or three-quarter
+turn (a phone held upright records one) is turned so; other angles and mirroring are, as there, not
+applied.
+
+Each frame is written under a temporary name in the same folder and renamed once complete, so a full
+disk or a crash leaves whole JPEGs only; an OS error ends the extraction with a one-line PipelineError.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from PIL import Image
 
 from pipeline.errors import PipelineError
 
@@ -24,6 +33,12 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 95
 # Colour conversion and JPEG encoding release the GIL: a few threads keep up with the decoder.
 ENCODER_THREADS = min(8, os.cpu_count() or 1)
+# What turns an image clockwise by so many degrees (PIL's names count counter-clockwise).
+CLOCKWISE = {
+    90: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -41,10 +56,14 @@ def frame_name(dataset: str, index: int) -> str:
 
 def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
     """Write every frame of the dataset's video as a JPEG; return how many were written."""
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    count = 0
     try:
-        with av.open(str(dataset.video)) as container, ThreadPoolExecutor(ENCODER_THREADS) as encoders:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot create {frames_dir}: {exc.strerror or exc}") from exc
+    count = 0
+    encoders = ThreadPoolExecutor(ENCODER_THREADS)
+    try:
+        with av.open(str(dataset.video)) as container:
             if not container.streams.video:
                 raise PipelineError(f"{dataset.video} holds no video stream")
             stream = container.streams.video[0]
@@ -59,14 +78,30 @@ def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
                 job.result()
     except av.error.FFmpegError as exc:
         raise PipelineError(f"cannot read {dataset.video}: {exc}".splitlines()[0]) from exc
+    finally:
+        encoders.shutdown(cancel_futures=True)  # after a failure, the frames queued are not tried
     if count == 0:
         raise PipelineError(f"{dataset.video} holds no video frames")
     log.info("%s: %d frames extracted", dataset.name, count)
     return count
 
 
+def upright(frame: av.VideoFrame) -> Image.Image:
+    """The frame as OpenCV returns it: turned clockwise as its display matrix says, by quarter turns."""
+    image = frame.to_image()
+    turn = CLOCKWISE.get(-frame.rotation % 360)
+    return image if turn is None else image.transpose(turn)
+
+
 def _write_jpeg(frame: av.VideoFrame, target: Path) -> None:
-    frame.to_image().save(target, quality=JPEG_QUALITY)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        upright(frame).save(tmp, format="JPEG", quality=JPEG_QUALITY)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise PipelineError(f"cannot write frames to {target.parent}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def extract_all_frames(datasets: tuple[Dataset, ...], frames_dir: Path) -> None:

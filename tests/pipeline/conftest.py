@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ import av
 import numpy as np
 import pytest
 from nerfstudio.data.utils.colmap_parsing_utils import Camera, Image, Point3D, write_model
+from PIL import Image as PILImage
 
 from pipeline import layout
 from pipeline.frames import frame_name
@@ -237,3 +241,23 @@ def fake_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
         return FakePreview(script.parent)
 
     return use
+
+
+@pytest.fixture
+def disk_full_after(monkeypatch: pytest.MonkeyPatch):
+    """Make JPEG saving write half a file and fail with ENOSPC from the ``n``-th frame on."""
+
+    def arm(n: int) -> None:
+        save, calls, lock = PILImage.Image.save, itertools.count(1), threading.Lock()
+
+        def full_disk(image, fp, *args, **kwargs):
+            with lock:
+                call = next(calls)
+            if call < n:
+                return save(image, fp, *args, **kwargs)
+            Path(fp).write_bytes(b"\xff\xd8\xff\xe0 half a JPEG")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fp))
+
+        monkeypatch.setattr(PILImage.Image, "save", full_disk)
+
+    return arm

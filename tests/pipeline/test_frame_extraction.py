@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -39,3 +40,69 @@ def test_an_unreadable_video_is_a_one_line_error(tmp_path: Path):
     with pytest.raises(PipelineError, match="cannot read .*Frames.mp4") as caught:
         extract_frames(Dataset("scan1", video), tmp_path / "Frames")
     assert "\n" not in str(caught.value)
+
+
+def rotated_video(path: Path, counterclockwise: int) -> None:
+    """A 64×48 video of one frame, white in its top-left 16×16 corner, whose display matrix turns it
+    ``counterclockwise`` degrees (a phone held upright records -90: shown turned clockwise)."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:16, :16] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(counterclockwise)
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def bright_corners(path: Path) -> set[str]:
+    """The corners of a JPEG whose 8×8 pixels are mostly white."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    corners = {
+        "top-left": pixels[:8, :8],
+        "top-right": pixels[:8, -8:],
+        "bottom-left": pixels[-8:, :8],
+        "bottom-right": pixels[-8:, -8:],
+    }
+    return {name for name, block in corners.items() if block.mean() > 128}
+
+
+@pytest.mark.parametrize(
+    ("counterclockwise", "size", "corner"),
+    [
+        (0, (64, 48), "top-left"),
+        (-90, (48, 64), "top-right"),  # turned clockwise, as OpenCV shows a phone's portrait video
+        (90, (48, 64), "bottom-left"),
+        (180, (64, 48), "bottom-right"),
+    ],
+)
+def test_frames_are_turned_as_the_video_is_displayed(tmp_path: Path, counterclockwise, size, corner):
+    video = tmp_path / "Frames.mp4"
+    rotated_video(video, counterclockwise)
+
+    extract_frames(Dataset("scan1", video), tmp_path / "Frames")
+
+    frame = tmp_path / "Frames" / frame_name("scan1", 0)
+    with Image.open(frame) as image:
+        assert image.size == size
+    assert bright_corners(frame) == {corner}
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_partial_frame(
+    tmp_path: Path, video_writer, disk_full_after
+):
+    video = tmp_path / "Frames.mp4"
+    video_writer(video, frames=12)
+    disk_full_after(4)
+
+    with pytest.raises(PipelineError, match="No space left on device") as caught:
+        extract_frames(Dataset("scan1", video), tmp_path / "Frames")
+
+    assert "\n" not in str(caught.value)
+    left = sorted((tmp_path / "Frames").iterdir())
+    assert all(path.suffix == ".jpg" for path in left), left  # no temporary file either
+    for path in left:
+        with Image.open(path) as image:
+            image.load()  # whole JPEGs only

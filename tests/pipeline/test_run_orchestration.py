@@ -164,6 +164,36 @@ def test_a_step_cut_short_is_redone_with_everything_after_it(job_root, run_job, 
     assert fake_tools.tools_called() == ["ns-process-data", "ns-train", "ns-train"]
 
 
+def test_a_step_missing_one_of_its_outputs_is_redone(job_root, run_job, fake_tools, fake_preview):
+    """A frame lost after extraction (say, by a crashed twin's cleanup) undoes the step, instead of every
+    later run failing on the missing frame."""
+    fake_preview("ok")
+    fake_tools.set_mode("ns-process-data", "fail")
+    assert run_job().status == 1  # frames extracted and marked done; process_data failed
+    (job_root / layout.FRAMES / "scan1_000001.jpg").unlink()
+    fake_tools.set_mode("ns-process-data", "ok")
+
+    again = run_job()
+
+    assert again.status == 0, again.stderr
+    assert "extract_frames: already done" not in again.stdout
+    assert (job_root / layout.FRAMES / "scan1_000001.jpg").is_file()
+
+
+def test_a_truncated_output_is_written_again(job_root, run_job, fake_tools, fake_preview):
+    fake_preview("ok")
+    assert run_job().status == 0
+    splat = job_root / layout.SPLAT_FILE
+    whole = splat.read_bytes()
+    splat.write_bytes(whole[: len(whole) // 2])
+
+    again = run_job()
+
+    assert again.status == 0, again.stderr
+    assert "convert: already done" not in again.stdout and "rotate: already done" in again.stdout
+    assert splat.read_bytes() == whole
+
+
 def test_another_training_budget_retrains(run_job, fake_tools, fake_preview):
     fake_preview("ok")
     assert run_job("--train-iterations", "5").status == 0
@@ -296,6 +326,16 @@ def test_an_unreadable_video_fails_the_job(job_root, run_job, fake_tools):
     result = run_job()
     assert result.status == 1
     assert "extract_frames failed: cannot read" in result.stderr and "scan2" in result.stderr
+    assert fake_tools.calls() == []
+
+
+def test_a_full_disk_in_frame_extraction_fails_the_job_on_one_line(run_job, fake_tools, disk_full_after):
+    disk_full_after(2)
+    result = run_job()
+    assert result.status == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "extract_frames failed: cannot write" in result.stderr
+    assert "No space left on device" in result.stderr
     assert fake_tools.calls() == []
 
 
