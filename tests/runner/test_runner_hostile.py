@@ -30,27 +30,29 @@ def add_runnable_task(emu: Emulator) -> str:
     return emu.add_task([seed_scan(emu, suffix="_next").manifest_cid])
 
 
-@pytest.mark.parametrize(
-    "task_id",
-    ["../other-node/victim", "..", ".hidden", "a/b", "nul\x00byte", "line\nbreak", "x" * 129],
-)
-def test_a_task_id_that_is_not_one_safe_path_component_fails_and_nothing_is_removed(
-    emulator: Emulator, make_config, tmp_path: Path, tasks_root: Path, task_id: str
+HOSTILE_TASK_IDS = ("../other-node/victim", "..", ".hidden", "a/b", "nul\x00byte", "line\nbreak", "x" * 129)
+
+
+def test_task_ids_that_are_not_one_safe_path_component_fail_and_nothing_is_removed(
+    emulator: Emulator, make_config, tmp_path: Path, tasks_root: Path
 ):
     tasks_root.mkdir()  # as on a node that has run tasks before
     victim = tmp_path / "other-node" / "victim"  # another node's workspace beside TASKS_ROOT
     victim.mkdir(parents=True)
     (victim / ".splatter-workspace").touch()
-    hostile = emulator.add_task([seed_scan(emulator).manifest_cid], task_id=task_id)
+    manifest = seed_scan(emulator).manifest_cid
+    for task_id in HOSTILE_TASK_IDS:
+        emulator.add_task([manifest], task_id=task_id)
     runnable = add_runnable_task(emulator)
 
     run_one_task(emulator, make_config(), runnable)
 
     assert (victim / ".splatter-workspace").is_file()
-    assert emulator.fails[hostile]["reason"] == (
-        f"runner failed: workspace: task id {task_id!r} cannot name a workspace folder: it must be 1 to "
-        "128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-    )
+    for task_id in HOSTILE_TASK_IDS:
+        assert emulator.fails[task_id]["reason"] == (
+            f"runner failed: workspace: task id {task_id!r} cannot name a workspace folder: it must be 1 "
+            "to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     assert runnable in emulator.completes
 
 
@@ -100,9 +102,9 @@ def test_control_characters_in_upload_names_fail_the_task_before_anything_is_sen
 
 
 SLOW = {"TRANSFER_MIN_BYTES_PER_SEC": "1000", "TRANSFER_RATE_WINDOW_SECS": "0.5"}
-LATE = {"TRANSFER_DEADLINE_SECS": "0.5", "TRANSFER_MIN_BYTES_PER_SEC": "0"}
+LATE = {"TRANSFER_DEADLINE_SECS": "1", "TRANSFER_MIN_BYTES_PER_SEC": "0"}
 TOO_SLOW = r"moved \d+ bytes in [\d.]+ s, under the minimum of 1000 bytes/s \(TRANSFER_MIN_BYTES_PER_SEC\)"
-TOO_LATE = r"did not finish within 0.5 s \(TRANSFER_DEADLINE_SECS\)"
+TOO_LATE = r"did not finish within 1 s \(TRANSFER_DEADLINE_SECS\)"
 
 
 @pytest.mark.parametrize(
@@ -135,7 +137,7 @@ def test_a_dripping_upload_reply_fails_the_task_within_the_deadline(emulator: Em
     run_one_task(emulator, make_config(**LATE), runnable)
 
     assert emulator.fails[hostile]["reason"] == (
-        f"runner failed: upload: upload of refined_splat{SUFFIX} did not finish within 0.5 s "
+        f"runner failed: upload: upload of refined_splat{SUFFIX} did not finish within 1 s "
         "(TRANSFER_DEADLINE_SECS)"
     )
     assert runnable in emulator.completes
