@@ -1,20 +1,26 @@
 """Step 5: rotate ``splat.ply`` into the frame the published ``.splat`` files use.
 
-(x, y, z) → (−z, −x, y): positions are rotated and each gaussian's orientation is left-multiplied by
-the rotation's quaternion, so every ellipsoid turns with the scene; scales, opacities and colours
-are unchanged. Higher-order SH coefficients are not rotated (the ``.splat`` file carries only the
-view-independent colour).
+(x, y, z) → (−z, −x, y): positions are rotated, each gaussian's orientation is left-multiplied by
+the rotation's quaternion and its higher SH bands are rotated (``sh_rotation``), so every ellipsoid and
+its view-dependent colour turn with the scene; scales, opacities and base colours are unchanged. The
+header's ``Vertical Axis`` comment is turned too: ns-export's ``z`` becomes ``-x``, where the scene's
+up now points, so that a reader of ``splat_rot.ply`` finds its up.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from plyfile import PlyData
 
+from pipeline.sh_rotation import rotate_sh_rest
+from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
-from splat_render.ply import read_gaussians, write_gaussians
+from splat_render.ply import parse_axis, read_gaussians, write_gaussians
 
+VERTICAL_AXIS = "Vertical Axis"  # ns-export's header comment naming up: "Vertical Axis: z"
 PUBLISHED_FRAME = torch.tensor(
     [[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
 )  # (x, y, z) → (−z, −x, y)
@@ -67,9 +73,36 @@ def rotate_gaussians(gaussians: Gaussians, rotation: torch.Tensor = PUBLISHED_FR
         log_scales=gaussians.log_scales,
         opacity_logits=gaussians.opacity_logits,
         sh_dc=gaussians.sh_dc,
-        sh_rest=gaussians.sh_rest,
+        sh_rest=rotate_sh_rest(gaussians.sh_rest, rotation),
     )
 
 
-def rotate_ply(source: Path, target: Path) -> None:
-    write_gaussians(target, rotate_gaussians(read_gaussians(source)))
+def rotate_ply(source: Path, target: Path, rotation: torch.Tensor = PUBLISHED_FRAME) -> None:
+    """Write the source PLY's gaussians and header comments turned by ``rotation``."""
+    gaussians = read_gaussians(source)  # first: a one-line error for a file that is no splat PLY
+    comments = rotated_comments(PlyData.read(str(source)).comments, rotation)
+    write_gaussians(target, rotate_gaussians(gaussians, rotation), comments)
+
+
+def rotated_comments(comments: list[str], rotation: torch.Tensor) -> list[str]:
+    """The header comments, the ``Vertical Axis`` one naming where up points after the turn (dropped
+    when that is no longer a coordinate axis, or was unreadable)."""
+    turned = []
+    for comment in comments:
+        name, _, value = comment.partition(":")
+        if name.strip().lower() != VERTICAL_AXIS.lower():
+            turned.append(comment)
+        elif (axis := _turned_axis(value.strip(), rotation)) is not None:
+            turned.append(f"{VERTICAL_AXIS}: {axis}")
+    return turned
+
+
+def _turned_axis(name: str, rotation: torch.Tensor) -> str | None:
+    try:
+        up = rotation.double().numpy() @ parse_axis(name)
+    except PreviewInputError:
+        return None
+    if np.count_nonzero(np.round(up, 9)) != 1:
+        return None
+    axis = int(np.abs(up).argmax())
+    return f"{'-' if up[axis] < 0 else ''}{'xyz'[axis]}"
