@@ -178,8 +178,9 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
 
     from splat_render.encode import EncoderSpec
     from splat_render.orbit import PathSpec
+    from splat_render.outputs import check_writable
     from splat_render.ply import parse_axis
-    from splat_render.preview import PreviewSpec, render_preview
+    from splat_render.preview import PreviewSpec, preview_outputs, render_preview
     from splat_render.raster import resolve_device
 
     console = Console(stderr=True)
@@ -206,7 +207,9 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
         keep_unobserved=args.keep_unobserved,
         up=None if args.up is None else tuple(parse_axis(args.up)),
     )
-    if args.standby:  # options are checked: a mistake fails now, not when training has finished
+    # The run being trained may not have made its folder yet: with --standby that is checked later.
+    check_writable(preview_outputs(args.output, spec), folders_may_appear=args.standby)
+    if args.standby:  # options and outputs are checked: a mistake fails now, not when training has finished
         from splat_render.standby import stand_by
 
         stand_by(sys.stdin, spec.device, started)
@@ -215,10 +218,12 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
     analysis = report.analysis
     stills = "".join(f"\n[bold green]wrote[/] {still}" for still in report.stills)
+    dropped = f"; dropped {report.non_finite:,} with non-finite values" if report.non_finite else ""
     console.print(
         f"path: {report.path_kind} ({report.path_reason}); up from {analysis.frame.up_source}\n"
         f"drew {report.drawn:,} of {report.gaussians:,} gaussians"
-        f"{'' if report.drawn == report.gaussians else ' (the rest: residue outside what was captured)'}\n"
+        f"{'' if report.drawn == report.gaussians else ' (the rest: residue outside what was captured)'}"
+        f"{dropped}\n"
         f"[bold green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height} "
         f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, on {report.device}{stills}\n"
         f"stages: {stages}",

@@ -3,12 +3,14 @@
 libx264 through PyAV, frame-threaded, ``moov`` box first (``+faststart``) so browsers start playing
 before the download ends, colour tagged BT.709 limited range to match ``yuv.rgb_to_yuv420``. The
 video is written under a temporary name beside ``out_path`` and renamed over it only when complete,
-so a failed encode never leaves a half file or touches an older video.
+so a failed encode never leaves a half file or touches an older video. An ``EncoderSpec`` opens its
+encoder once, on a throwaway in-memory file, when it is made: a bad codec, preset or crf fails before
+any rendering.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,10 +23,17 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, Interpolation
 
 from splat_render.errors import PreviewInputError
+from splat_render.outputs import check_writable, published_together
 
 PixelFormat = Literal["yuv420p", "rgb24"]
 
 AVCOL_SPC_BT709 = 1  # FFmpeg's AVColorSpace value for BT.709; PyAV names only the swscale constants
+# x264's own preset names; it prints a bad one to stderr itself, so it is refused before x264 sees it.
+X264_PRESETS = (
+    *("ultrafast", "superfast", "veryfast", "faster", "fast"),
+    *("medium", "slow", "slower", "veryslow", "placebo"),
+)
+PROBE_SIZE = 64  # width and height of the throwaway encoder that checks a spec
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,11 @@ class EncoderSpec:
             raise PreviewInputError(f"crf must be an integer between 0 and 51, got {self.crf!r}")
         if isinstance(self.fps, bool) or not isinstance(self.fps, int) or not 1 <= self.fps <= 240:
             raise PreviewInputError(f"fps must be an integer between 1 and 240, got {self.fps!r}")
+        if self.codec == "libx264" and self.preset not in X264_PRESETS:
+            presets = ", ".join(X264_PRESETS)
+            raise PreviewInputError(f"x264 preset must be one of {presets}, got {self.preset!r}")
+        with av.open(io.BytesIO(), "w", format="mp4") as probe:
+            _open_stream(probe, PROBE_SIZE, PROBE_SIZE, self)
 
 
 @dataclass(frozen=True)
@@ -64,16 +78,15 @@ def encode_frames(
         raise ValueError(f"yuv420p needs even positive width and height, got {width}x{height}")
     if pixel_format not in ("yuv420p", "rgb24"):
         raise ValueError(f"pixel_format must be 'yuv420p' or 'rgb24', got {pixel_format!r}")
-    if not out_path.parent.is_dir():
-        raise PreviewInputError(f"output folder does not exist: {out_path.parent}")
+    check_writable([out_path])
     frame_shape = (height * 3 // 2, width) if pixel_format == "yuv420p" else (height, width, 3)
-    temp_path = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}.mp4")
     frames = 0
     encode_seconds = 0.0
-    try:
+    with published_together([out_path]) as temps:
         faststart = {"movflags": "+faststart"}
-        with av.open(str(temp_path), "w", format="mp4", container_options=faststart) as output:
-            stream = _open_stream(output, width, height, spec, out_path)
+        with av.open(str(temps[out_path]), "w", format="mp4", container_options=faststart) as output:
+            stream = _open_stream(output, width, height, spec)
+            output.start_encoding()
             for batch in batches:
                 started = time.perf_counter()
                 for frame in _video_frames(batch, frame_shape, pixel_format):
@@ -86,17 +99,13 @@ def encode_frames(
             started = time.perf_counter()
             output.mux(stream.encode(None))
         encode_seconds += time.perf_counter() - started  # closing writes the moov box, then moves it first
-        os.replace(temp_path, out_path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
     return EncodeResult(out_path, frames, frames / spec.fps, out_path.stat().st_size, encode_seconds)
 
 
 def _open_stream(
-    output: av.container.OutputContainer, width: int, height: int, spec: EncoderSpec, out_path: Path
+    output: av.container.OutputContainer, width: int, height: int, spec: EncoderSpec
 ) -> av.video.stream.VideoStream:
-    """Add and open the video stream and write the file header, turning setup failures into one line."""
+    """Add and open the video stream, turning an unusable codec or setting into one line."""
     try:
         stream = output.add_stream(
             spec.codec, rate=spec.fps, options={"crf": str(spec.crf), "preset": spec.preset}
@@ -117,10 +126,6 @@ def _open_stream(
         raise PreviewInputError(
             f"cannot open video encoder {spec.codec} (preset {spec.preset!r}, crf {spec.crf}): {exc}"
         ) from exc
-    try:
-        output.start_encoding()
-    except OSError as exc:
-        raise PreviewInputError(f"cannot write to {out_path.parent}: {exc.strerror or exc}") from exc
     return stream
 
 

@@ -29,6 +29,7 @@ import torch
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians, splatfacto_sh_dc
 from splat_render.model import find_checkpoint, first_line, splatfacto_model_config
+from splat_render.outputs import check_writable
 from splat_render.ply import write_gaussians
 
 MIN_OPACITY_LOGIT = -5.5373  # ns-export's logit(1/255), compared in float32 as it does
@@ -74,20 +75,31 @@ def read_checkpoint_gaussians(checkpoint: Path, sh_degree: int) -> Gaussians:
         raise PreviewInputError(f"{checkpoint} holds malformed gaussians: {exc}") from exc
 
 
-def exported_rows(gaussians: Gaussians) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept, finite): the rows ns-export writes, and the rows whose values are all finite."""
-    n = len(gaussians)
-    columns = (
-        gaussians.means,
-        gaussians.quats,
-        gaussians.log_scales,
-        gaussians.opacity_logits[:, None],
-        gaussians.sh_dc,
-        gaussians.sh_rest.reshape(n, -1),
-    )
-    finite = torch.cat([torch.isfinite(c) for c in columns], dim=1).all(dim=1)
-    faint = gaussians.opacity_logits < MIN_OPACITY_LOGIT  # NaN compares False, as in ns-export
-    return finite & ~faint, finite
+@dataclass(frozen=True)
+class Rows:
+    """Which gaussians are written (and drawn), and how many are dropped for which reason."""
+
+    kept: torch.Tensor  # [N] bool
+    non_finite: int  # rows with a NaN or infinite value
+    faint: int  # finite rows with opacity below 1/255
+
+    @property
+    def written(self) -> int:
+        return len(self.kept) - self.non_finite - self.faint
+
+
+def exported_rows(gaussians: Gaussians, source: Path) -> Rows:
+    """The rows ns-export writes, which are the rows the rasterizer can draw; a one-line error
+    saying why when ``source`` (the file they came from) holds none."""
+    finite = gaussians.finite_rows()
+    faint = finite & (gaussians.opacity_logits < MIN_OPACITY_LOGIT)  # NaN compares False, as in ns-export
+    rows = Rows(finite & ~faint, len(gaussians) - int(finite.sum()), int(faint.sum()))
+    if rows.written == 0:
+        raise PreviewInputError(
+            f"no usable gaussians in {source}: of {len(gaussians):,}, {rows.non_finite:,} have a "
+            f"non-finite value and {rows.faint:,} are fainter than opacity 1/255"
+        )
+    return rows
 
 
 def export_splat(config: Path | str, output: Path | str) -> ExportReport:
@@ -96,20 +108,9 @@ def export_splat(config: Path | str, output: Path | str) -> ExportReport:
     if not config.is_file():
         raise PreviewInputError(f"config not found: {config}")
     sh_degree = splatfacto_model_config(config).get("sh_degree", 3)  # absent: the default nerfstudio reads
-    if not output.parent.is_dir():
-        raise PreviewInputError(f"output folder does not exist: {output.parent}")
+    check_writable([output])
     checkpoint = find_checkpoint(config)
     gaussians = read_checkpoint_gaussians(checkpoint, sh_degree)
-    kept, finite = exported_rows(gaussians)
-    written = int(kept.sum())
-    if written == 0:
-        raise PreviewInputError(
-            f"{checkpoint} holds no gaussian to export: all {len(gaussians)} are non-finite or fainter "
-            "than opacity 1/255"
-        )
-    try:
-        write_gaussians(output, gaussians.select(kept))
-    except OSError as exc:
-        raise PreviewInputError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    non_finite = len(gaussians) - int(finite.sum())
-    return ExportReport(output, checkpoint, written, non_finite, len(gaussians) - written - non_finite)
+    rows = exported_rows(gaussians, checkpoint)
+    write_gaussians(output, gaussians.select(rows.kept))
+    return ExportReport(output, checkpoint, rows.written, rows.non_finite, rows.faint)

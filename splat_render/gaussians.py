@@ -78,6 +78,12 @@ class Gaussians:
         """The subset picked by a boolean mask or an index tensor."""
         return Gaussians(*(getattr(self, f)[index] for f in _FIELDS))
 
+    def finite_rows(self) -> torch.Tensor:
+        """[N] bool: the gaussians whose every value is finite. One NaN or infinity anywhere (a
+        scale, a quaternion, a colour) leaves the rasterizer nothing sensible to draw."""
+        values = [getattr(self, f).isfinite().unsqueeze(-1).flatten(1) for f in _FIELDS]  # [N, *]
+        return torch.cat(values, dim=1).all(dim=1)
+
     def opacities(self) -> torch.Tensor:
         """Opacity in [0,1], [N]."""
         return torch.sigmoid(self.opacity_logits)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,7 @@ import numpy as np
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, normalized
+from splat_render.outputs import check_writable, published_together
 from splat_render.sizes import PATH_KINDS, PathKind
 
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 7680
@@ -461,10 +461,6 @@ def camera_path_json(path: CameraPath) -> dict:
 def write_camera_path(path: CameraPath, out: Path) -> None:
     """Write the camera-path JSON atomically: a reader sees the old file or the whole new one."""
     out = Path(out)
-    temp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        temp.write_text(json.dumps(camera_path_json(path), indent=1))
-        os.replace(temp, out)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise PreviewInputError(f"cannot write camera path {out}: {exc.strerror or exc}") from exc
+    check_writable([out])
+    with published_together([out]) as temps:
+        temps[out].write_text(json.dumps(camera_path_json(path), indent=1))

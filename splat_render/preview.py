@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +25,13 @@ from splat_render.framing import inside_box
 from splat_render.gaussians import Gaussians
 from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
+from splat_render.outputs import check_writable, published_together
 from splat_render.paths import choose_path, content_points, plan_path, poster_frame
 from splat_render.raster import RenderSettings, render_frames, resolve_device
 from splat_render.sheet import (
     SHEET_WIDTH,
     contact_sheet,
     image_format,
-    image_kind,
     sheet_indices,
     write_image,
     yuv420_to_rgb,
@@ -70,6 +70,7 @@ class Scene:
     settings: RenderSettings
     cameras: Cameras | None  # the training cameras, if known
     up: np.ndarray | None = None  # up as the input declares it (a PLY header), if it does
+    non_finite: int = 0  # gaussians of the input left out for a NaN or infinite value
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class PreviewReport:
     bytes: int
     device: str
     gaussians: int  # in the model
+    non_finite: int  # left out of it for a NaN or infinite value
     drawn: int  # of them drawn in the preview
     path_kind: str
     path_reason: str
@@ -120,15 +122,16 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
     if ply is not None:
         from splat_render.ply import read_gaussians, vertical_axis
 
-        gaussians = read_gaussians(ply).to(device)
+        gaussians, source = read_gaussians(ply), ply
         if config is None:
             up = vertical_axis(ply)
     else:
-        from splat_render.export import exported_rows
+        gaussians, source = loaded.gaussians, loaded.checkpoint
+    from splat_render.export import exported_rows
 
-        # What the export writes: no rows the rasterizer cannot draw (non-finite) or skips (faint).
-        gaussians = loaded.gaussians.select(exported_rows(loaded.gaussians)[0])
-    return Scene(gaussians, settings, cameras, up)
+    # What the export writes: no rows the rasterizer cannot draw (non-finite) or skips (faint).
+    rows = exported_rows(gaussians, source)
+    return Scene(gaussians.select(rows.kept).to(device), settings, cameras, up, non_finite=rows.non_finite)
 
 
 def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
@@ -155,21 +158,17 @@ def render_preview(
     ply: Path | None = None,
     on_frames: Callable[[int], None] | None = None,
 ) -> PreviewReport:
-    """Render the preview of a trained splat into ``output`` (an MP4, written atomically), and its stills."""
+    """Render the preview of a trained splat into ``output`` (an MP4) and the files ``spec`` asks for,
+    all published together once complete, or none of them."""
     started = time.perf_counter()
     output = Path(output)
-    if not output.parent.is_dir():
-        raise PreviewInputError(f"output folder does not exist: {output.parent}")
-    for still in (spec.poster, spec.contact_sheet):
-        if still is not None:
-            image_kind(still)  # a bad still path fails now, before minutes of rendering
+    outputs = preview_outputs(output, spec)
+    check_writable(outputs)  # a path that cannot be written fails now, before minutes of rendering
     device = resolve_device(spec.device)
     scene = load_scene(config, ply, device)
     loaded = time.perf_counter()
     plan = plan_preview(scene, spec)
     path = plan.path
-    if spec.camera_path_out is not None:
-        write_camera_path(path, spec.camera_path_out)
     planned = time.perf_counter()
 
     sheet = sheet_indices(path.frames, SHEET_TILES) if spec.contact_sheet else []
@@ -178,11 +177,14 @@ def render_preview(
     batches = counted(
         stream_yuv_frames(plan.drawn, scene.settings, path, device, spec.batch_size), on_frames, wanted, kept
     )
-    result = encode_frames(batches, output, path.width, path.height, spec.encoder)
-    stills = write_stills(kept, plan.poster_index, sheet, spec)
+    with published_together(outputs) as temps:
+        if spec.camera_path_out is not None:
+            write_camera_path(path, temps[spec.camera_path_out])
+        result = encode_frames(batches, temps[output], path.width, path.height, spec.encoder)
+        stills = write_stills(kept, plan.poster_index, sheet, spec, temps)
     finished = time.perf_counter()
     return PreviewReport(
-        output=result.path,
+        output=output,
         frames=result.frames,
         width=path.width,
         height=path.height,
@@ -190,6 +192,7 @@ def render_preview(
         bytes=result.bytes,
         device=str(device),
         gaussians=len(scene.gaussians),
+        non_finite=scene.non_finite,
         drawn=len(plan.drawn),
         path_kind=path.kind,
         path_reason=path.reason,
@@ -205,17 +208,28 @@ def render_preview(
     )
 
 
+def preview_outputs(output: Path, spec: PreviewSpec) -> list[Path]:
+    """Every file a preview writes, in the order they are published: the video last."""
+    asked = (spec.camera_path_out, spec.poster, spec.contact_sheet, output)
+    return [Path(path) for path in asked if path is not None]
+
+
 def write_stills(
-    kept: dict[int, np.ndarray], poster_index: int, sheet: list[int], spec: PreviewSpec
+    kept: dict[int, np.ndarray],
+    poster_index: int,
+    sheet: list[int],
+    spec: PreviewSpec,
+    into: Mapping[Path, Path],
 ) -> tuple[Path, ...]:
-    """The poster and the contact sheet, from the frames kept on their way to the encoder."""
+    """The poster and the contact sheet, from the frames kept on their way to the encoder, each
+    written where ``into`` maps its path (a temporary name until the preview is published)."""
     written = []
     if spec.poster is not None:
-        write_image(yuv420_to_rgb(kept[poster_index]), spec.poster)
+        write_image(yuv420_to_rgb(kept[poster_index]), into[spec.poster])
         written.append(spec.poster)
     if spec.contact_sheet is not None:
         frames = [yuv420_to_rgb(kept[i]) for i in sheet]
-        write_image(contact_sheet(np.stack(frames)), spec.contact_sheet, max_width=SHEET_WIDTH)
+        write_image(contact_sheet(np.stack(frames)), into[spec.contact_sheet], max_width=SHEET_WIDTH)
         written.append(spec.contact_sheet)
     return tuple(written)
 

@@ -45,12 +45,21 @@ class RenderSettings:
 
 
 def resolve_device(requested: str | torch.device | None) -> torch.device:
-    """The device to render on: CUDA when available for None/"auto", else what was asked for."""
+    """The device to render on: CUDA when available for None/"auto", else what was asked for; a
+    one-line error for a device the renderer has no backend for, or that this machine lacks."""
     if requested is None or requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+        if device.type not in ("cuda", "cpu"):  # torch knows more devices than there are renderers
+            raise ValueError(device.type)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise PreviewInputError(f"--device must be auto, cuda, cuda:N or cpu, got {requested!s}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PreviewInputError(f"--device {requested} was asked for, but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise PreviewInputError(f"--device {requested} was asked for, but this machine has {count} CUDA GPUs")
     return device
 
 

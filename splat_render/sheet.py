@@ -8,7 +8,6 @@ written with Pillow under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import av
@@ -16,6 +15,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from splat_render.errors import PreviewInputError
+from splat_render.outputs import check_writable, published_together
 
 GAP = 4  # pixels of background between and around the sheet's tiles
 GAP_GREY = 32
@@ -63,30 +63,17 @@ def image_format(path: Path) -> str:
     return kind
 
 
-def image_kind(path: Path) -> str:
-    """``image_format``, once the folder to write into exists; a one-line error for what cannot be written."""
-    kind = image_format(path)
-    if not Path(path).parent.is_dir():
-        raise PreviewInputError(f"output folder does not exist: {Path(path).parent}")
-    return kind
-
-
 def write_image(image: np.ndarray, path: Path, max_width: int | None = None) -> None:
     """Write [H,W,3] uint8 as PNG or JPEG (by suffix), atomically, shrunk to ``max_width`` if wider."""
     from PIL import Image
 
     path = Path(path)
-    kind = image_kind(path)
+    kind = image_format(path)
+    check_writable([path])
     picture = Image.fromarray(image)
     if max_width is not None and picture.width > max_width:
         picture = picture.resize(
             (max_width, round(picture.height * max_width / picture.width)), Image.Resampling.LANCZOS
         )
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        picture.save(temp, format=kind, **({"quality": JPEG_QUALITY} if kind == "JPEG" else {}))
-        os.replace(temp, path)
-    except OSError as exc:
-        raise PreviewInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
+    with published_together([path]) as temps:
+        picture.save(temps[path], format=kind, **({"quality": JPEG_QUALITY} if kind == "JPEG" else {}))

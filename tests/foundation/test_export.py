@@ -133,7 +133,7 @@ def test_the_command_imports_no_nerfstudio(synthetic_run, tmp_path):
         ("corrupt_checkpoint", "cannot load checkpoint"),
         ("not_a_checkpoint_of_gaussians", "holds no splatfacto gaussians"),
         ("not_splatfacto", "only splatfacto models"),
-        ("nothing_to_export", "no gaussian to export"),
+        ("nothing_to_export", "no usable gaussians"),
         ("missing_output_folder", "output folder does not exist"),
         ("output_is_a_folder", "cannot write"),
     ],

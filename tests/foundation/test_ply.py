@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections import OrderedDict
 
 import numpy as np
@@ -103,10 +104,10 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch
     before = path.read_bytes()
 
     def fail(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("splat_render.ply.PlyData.write", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(PreviewInputError, match=f"cannot write {path}: No space left on device"):
         write_gaussians(path, random_gaussians(7, seed=1))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["splat.ply"]

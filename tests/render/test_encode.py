@@ -138,17 +138,19 @@ def test_odd_size_is_a_value_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "spec, message",
+    "changes, message",
     [
-        (EncoderSpec(codec="nope"), "video encoder 'nope' is not available"),
-        (EncoderSpec(preset="sideways"), "cannot open video encoder libx264"),
+        ({"codec": "nope"}, "video encoder 'nope' is not available"),
+        ({"preset": "sideways"}, "x264 preset must be one of ultrafast, "),
+        ({"codec": "mjpeg"}, "cannot open video encoder mjpeg"),
     ],
-    ids=["unknown-codec", "bad-preset"],
+    ids=["unknown-codec", "bad-preset", "not-a-video-codec"],
 )
-def test_unusable_encoder_is_a_user_error(tmp_path: Path, spec: EncoderSpec, message: str) -> None:
+def test_unusable_encoder_fails_when_the_spec_is_made(changes: dict, message: str, capfd) -> None:
+    """Before any frame is rendered, and in one line: x264 itself would print a bad preset too."""
     with pytest.raises(PreviewInputError, match=message):
-        encode_frames(batched(yuv_frames(2), 2), tmp_path / "preview.mp4", W, H, spec)
-    assert list(tmp_path.iterdir()) == []
+        EncoderSpec(**changes)
+    assert capfd.readouterr().err == ""
 
 
 def test_zero_frames_is_a_user_error(tmp_path: Path) -> None:
@@ -165,8 +167,15 @@ def test_missing_folder_is_a_user_error(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a procfs to refuse the write")
 def test_unwritable_folder_is_a_user_error() -> None:
     """procfs refuses new files even to root, unlike a folder without write permission."""
-    with pytest.raises(PreviewInputError, match="cannot write to /proc"):
+    with pytest.raises(PreviewInputError, match="cannot write /proc/preview.mp4: "):
         encode_frames(batched(yuv_frames(2), 2), Path("/proc/preview.mp4"), W, H, FAST)
+
+
+def test_a_folder_in_the_outputs_place_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "preview.mp4").mkdir()
+    with pytest.raises(PreviewInputError, match="preview.mp4: it is a folder"):
+        encode_frames(batched(yuv_frames(2), 2), tmp_path / "preview.mp4", W, H, FAST)
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.mp4"]
 
 
 @pytest.mark.parametrize("changes", [{"crf": 52}, {"crf": 23.5}, {"fps": 0}, {"fps": True}])

@@ -306,7 +306,7 @@ def test_nerfstudio_reads_the_camera_path(frame: SceneFrame, box_points, tmp_pat
 
 def test_unwritable_camera_path_is_a_user_error(frame: SceneFrame, box_points, tmp_path) -> None:
     path = orbit(frame, box_points)
-    with pytest.raises(PreviewInputError, match="cannot write camera path"):
+    with pytest.raises(PreviewInputError, match="output folder does not exist"):
         write_camera_path(path, tmp_path / "missing" / "camera_path.json")
 
 
