@@ -28,6 +28,7 @@ import torch
 from splat_render.framing import MIN_OPACITY, SceneFrame, frame_scene, inside_box
 from splat_render.gaussians import Gaussians
 from splat_render.raster import blending_weights
+from splat_render.support import Views
 from splat_render.views import NEAR_PLANE, camera_centers, gsplat_cameras
 
 if TYPE_CHECKING:
@@ -89,9 +90,14 @@ class SceneAnalysis:
     content: np.ndarray  # bool [N]: the observed foreground, what a preview frames
     frame: SceneFrame  # the content's robust, up-aligned box
     capture: CaptureType
-    camera_c2w: np.ndarray | None  # [M,3,4] training cameras, OpenGL
+    views: Views | None  # the training cameras, in capture order
     surround: float  # share of directions around the median camera that hold content
     reason: str  # why the capture was classified so, for the summary line
+
+    @property
+    def camera_c2w(self) -> np.ndarray | None:
+        """[M,3,4] the training cameras, OpenGL camera-to-world."""
+        return None if self.views is None else self.views.c2w
 
 
 def observe(gaussians: Gaussians, cameras: Cameras) -> Observation:
@@ -181,7 +187,8 @@ def analyze_scene(
     content = observed & (observation.depth <= FAR_FACTOR * observation.near_depth)
     if not content.any():  # nothing seen near: fall back to everything seen, then to all
         content = observed if observed.any() else np.ones(len(means), dtype=bool)
-    c2w = cameras.camera_to_worlds.reshape(-1, 3, 4).cpu().numpy().astype(np.float64)
+    views = training_views(cameras)
+    c2w = views.c2w
     frame = frame_scene(means[content], opacities[content], c2w, up=up)
     surround = surrounding_share(means[content], frame, c2w[:, :, 3])
     capture: CaptureType = "inside-out" if surround >= INSIDE_OUT_SURROUND else "outside-in"
@@ -191,7 +198,17 @@ def analyze_scene(
         else f"cameras outside the content (it fills {surround:.0%} of the directions around them)"
     )
     shown = observed | inside_box(frame, means, SHOWN_BOX_MARGIN)
-    return SceneAnalysis(observed, shown, content, frame, capture, c2w, surround, reason)
+    return SceneAnalysis(observed, shown, content, frame, capture, views, surround, reason)
+
+
+def training_views(cameras: Cameras) -> Views:
+    """The training cameras as poses and fields of view (principal points taken as centred)."""
+    c2w = cameras.camera_to_worlds.reshape(-1, 3, 4).cpu().numpy().astype(np.float64)
+    half = [
+        (size.reshape(-1).cpu().numpy().astype(np.float64) / 2) / focal.reshape(-1).cpu().numpy()
+        for size, focal in ((cameras.width, cameras.fx), (cameras.height, cameras.fy))
+    ]
+    return Views(c2w, np.stack(half, axis=1))
 
 
 def dense_points(means: np.ndarray, opacities: np.ndarray) -> np.ndarray:

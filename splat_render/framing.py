@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from splat_render.errors import PreviewInputError
 
@@ -33,17 +34,25 @@ quarter million points are exact to far below a pixel, and 3 M gaussians frame i
 SAMPLE_POINTS = 10_000
 """Points used by the searches (the floor plane, the box orientation), each trying hundreds of candidates."""
 
+LEVEL_SPREAD = 0.17
+"""The cameras' right vectors pin up down when their second singular value, per √camera, exceeds
+this (nerfstudio's own threshold, about 10° of spread in heading): they then span the horizontal plane."""
+
+LEVEL_RESIDUAL = 0.12
+"""...unless they leave that plane by more than this RMS (about 7°): cameras rolled on purpose."""
+
 CAMERA_AGREEMENT = 0.8
-"""Camera up vectors are trusted when their mean has at least this length (1 = all parallel;
-0.8 is a typical deviation of about 35°, as handheld pitch and roll give)."""
+"""Without that spread (every camera facing one way), camera up vectors are trusted when their mean
+has at least this length (1 = all parallel; 0.8 is a typical deviation of about 35°)."""
 
 PLANE_FLATNESS = 0.5
 """The smallest principal axis is a plane normal only if its variance is under this fraction of the
 middle one; rounder clouds have no dominant plane."""
 
 PLANE_HYPOTHESES = 512
-"""Random point triples tried as the floor plane: if the floor holds a third of the gaussians, the
-chance that no triple lies on it is 4e-9."""
+"""Point triples tried as the floor plane (a point and two of its neighbours)."""
+
+PLANE_NEIGHBOURS = 24  # the neighbourhood a triple's second and third points come from
 
 PLANE_MAX_TURN_DEG = 45.0
 """Candidate floor planes face within this angle of the smallest principal axis (not a wall)."""
@@ -51,7 +60,11 @@ PLANE_MAX_TURN_DEG = 45.0
 PLANE_TOLERANCE = 0.02
 """Points within this fraction of the scene's largest standard deviation support a plane."""
 
-PLANE_MIN_SUPPORT = 0.15
+PLANE_REFINEMENTS = 3
+"""Refits of the best plane to its own inliers: the hypothesis through three points leans; its
+inliers' fit, and theirs again, settle on the surface."""
+
+PLANE_MIN_SUPPORT = 0.08
 """The best plane must hold this fraction of the points to be the floor; a volume of points (no
 surface dominates) keeps the principal axis."""
 
@@ -144,18 +157,21 @@ def _finite_cameras(camera_c2w: np.ndarray | None) -> np.ndarray | None:
 
 
 def _estimate_up(sample: np.ndarray, cameras: np.ndarray | None) -> tuple[np.ndarray, UpSource]:
-    """Up from the cameras' +y columns when they agree, else the floor's normal, else the convention.
+    """Up from the cameras when they pin it down, else the floor's normal, else the convention.
 
+    Cameras held level turn about the vertical, so their right vectors all lie in the horizontal
+    plane whatever their pitch: up is the direction most perpendicular to them (the smallest singular
+    vector, as nerfstudio's "vertical" orientation finds it), signed by the cameras' +y. The mean of
+    the +y columns instead leans with the cameras' pitch (5–15° on real walks and partial arcs).
     The floor is signed towards the cameras (they look at the scene from above it); without cameras,
     towards the side the content stands on. The convention is the training frame's +z with cameras
     (a nerfstudio checkpoint) and COLMAP's −y without (a 3DGS PLY from another tool).
     """
     convention = WORLD_UP if cameras is not None else COLMAP_UP
     if cameras is not None:
-        camera_ups = normalized(cameras[:, :, 1])
-        mean_up = camera_ups.mean(axis=0)
-        if np.linalg.norm(mean_up) >= CAMERA_AGREEMENT:
-            return normalized(mean_up), "cameras"
+        camera_up = cameras_up(cameras)
+        if camera_up is not None:
+            return camera_up, "cameras"
     floor = _plane_normal(sample)
     if floor is None:
         return convention.copy(), "default"
@@ -169,6 +185,26 @@ def _estimate_up(sample: np.ndarray, cameras: np.ndarray | None) -> tuple[np.nda
     if side == 0:
         side = np.dot(normal, convention)
     return (normal if side >= 0 else -normal), "geometry"
+
+
+def cameras_up(camera_c2w: np.ndarray) -> np.ndarray | None:
+    """(3,) the up direction the cameras were held level to, or None when they cannot tell."""
+    rights = normalized(camera_c2w[:, :, 0])
+    ups = normalized(camera_c2w[:, :, 1])
+    mean_up = ups.mean(axis=0)
+    _, singular, vh = np.linalg.svd(rights, full_matrices=False)
+    if len(rights) >= 2 and singular[1] > LEVEL_SPREAD * math.sqrt(len(rights)):
+        if singular[2] > LEVEL_RESIDUAL * math.sqrt(len(rights)):
+            return None  # rolled on purpose (a sensor sweep, a phone turned): the right vectors tell nothing
+        up = vh[2]
+    elif np.linalg.norm(mean_up) >= CAMERA_AGREEMENT:
+        # One heading: up is the cameras' +y freed of the shared right vector (roll is rare, pitch common).
+        right = normalized(rights.mean(axis=0))
+        up = mean_up - np.dot(mean_up, right) * right
+    else:
+        return None
+    up = normalized(up)
+    return up if np.dot(up, mean_up) >= 0 else -up
 
 
 def _plane_normal(sample: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
@@ -190,7 +226,7 @@ def _plane_normal(sample: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
     if not variances[1] > 0 or variances[0] > PLANE_FLATNESS * variances[1]:
         return None
     thinnest = directions[:, 0]
-    triples = inliers[np.random.default_rng(0).integers(0, len(inliers), (PLANE_HYPOTHESES, 3))]  # [K,3,3]
+    triples = inliers[_local_triples(inliers, np.random.default_rng(0))]  # [K,3,3]
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
     lengths = np.linalg.norm(normals, axis=1)
     normals, triples = normals[lengths > 0], triples[lengths > 0]
@@ -205,13 +241,34 @@ def _plane_normal(sample: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
     plane_points = inliers[support[np.argmax(support.sum(axis=1))]]
     if len(plane_points) < PLANE_MIN_SUPPORT * len(inliers):
         return thinnest, float(np.median(sample @ thinnest)), False
-    normal = np.linalg.eigh(np.cov(plane_points.T))[1][:, 0]
+    for _ in range(PLANE_REFINEMENTS):  # a fit of the inliers, then the inliers of that fit, and so on
+        centre = plane_points.mean(axis=0)
+        normal = np.linalg.eigh(np.cov(plane_points.T))[1][:, 0]
+        plane_points = inliers[np.abs((inliers - centre) @ normal) <= tolerance]
+        if len(plane_points) < 3:
+            return None
     normal = normal if np.dot(normal, thinnest) >= 0 else -normal
     heights = inliers @ normal
     plane_height = np.median(plane_points @ normal)
     far_side = heights.max() if plane_height - heights.min() < heights.max() - plane_height else heights.min()
     two_sided = np.sum(np.abs(heights - far_side) <= 2 * tolerance) >= TWO_SIDED_SUPPORT * len(plane_points)
     return normal, float(plane_height + origin @ normal), bool(two_sided)
+
+
+def _local_triples(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[PLANE_HYPOTHESES,3] indices: a random point and two of its nearest neighbours.
+
+    Three points drawn from anywhere lie on one plane only if that plane holds a large share of the
+    cloud (a floor in a third of the points: 1 triple in 27); three neighbours lie on the surface
+    their first point lies on, so even a desk holding a tenth of a scan gets dozens of hypotheses.
+    The refits of the best plane straighten what the short baselines leave noisy.
+    """
+    anchors = rng.integers(0, len(points), PLANE_HYPOTHESES)
+    count = min(PLANE_NEIGHBOURS, len(points))
+    _, neighbours = cKDTree(points).query(points[anchors], k=count)
+    neighbours = np.asarray(neighbours).reshape(len(anchors), count)
+    picks = neighbours[np.arange(len(anchors))[:, None], rng.integers(1, max(count, 2), (len(anchors), 2))]
+    return np.concatenate([anchors[:, None], picks], axis=1)
 
 
 def _box_axes(sample: np.ndarray, up: np.ndarray) -> np.ndarray:

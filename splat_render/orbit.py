@@ -29,6 +29,10 @@ from splat_render.sizes import PATH_KINDS, PathKind
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 7680
 VIEW_AGREEMENT = 0.5  # mean length of the training cameras' horizontal view directions that counts as one way
 DEFAULT_ELEVATION = {"orbit": 35.0, "dollhouse": 45.0}  # a dollhouse looks down into the room
+ORBIT_ELEVATION_BAND = (30.0, 45.0)  # the classic orbit's, taken when the cameras looked from there
+CAMERA_ELEVATION_PERCENTILES = (10, 90)  # the band the cameras looked from, without stray frames
+CAPTURE_ELEVATION_LIMITS = (-30.0, 60.0)  # an orbit never looks up steeper or down steeper than this
+CAMERA_DISTANCE_PERCENTILES = (5, 95)  # an orbit stays within the range of the cameras' distances
 
 ROBUST_SHARE = 0.01
 """Share of the content's points allowed outside the fitted extent on each side (stray residue)."""
@@ -45,9 +49,9 @@ SMOOTHING = 0.08
 
 LOOP_GAP_DEG = 100.0
 """Cameras leaving a gap in azimuth wider than this around the content did not surround it: the
-orbit sweeps what they covered, there and back, instead of showing the unseen side."""
+orbit sweeps what they covered, once, instead of showing the unseen side."""
 
-SWEEP_MARGIN_DEG = 20.0  # beyond the outermost cameras on either side
+SWEEP_MARGIN_DEG = 10.0  # beyond the outermost cameras on either side: within view support
 MIN_SWEEP_DEG = 60.0
 
 CUT_MARGIN = 0.05
@@ -121,7 +125,7 @@ class CameraPath:
 
     ``cuts`` [N,K,P,4] holds, per frame, K cuts of P planes (unit normal, offset) each: a point p
     beyond every plane of a cut (n·p > offset) is not drawn in that frame. ``kind`` and ``reason``
-    say which path this is and why.
+    say which path this is and why, ``figures`` how well the training views support it.
     """
 
     c2w: np.ndarray  # [N,3,4] float64, OpenGL camera-to-world, training frame
@@ -132,6 +136,7 @@ class CameraPath:
     kind: str = "orbit"
     reason: str = ""
     cuts: np.ndarray | None = None
+    figures: dict[str, float] | None = None  # its view support and motion, when scored
 
     @property
     def frames(self) -> int:
@@ -175,13 +180,14 @@ def ring_path(
     radii: np.ndarray | None = None,  # [S] how far each point's splat reaches beyond its centre
 ) -> CameraPath:
     """An orbit (or dollhouse) around the content, fitted to its points, with per-frame cut planes."""
-    elevation = math.radians(spec.elevation_deg or DEFAULT_ELEVATION[kind])
     radii = np.zeros(len(points)) if radii is None else radii
     ceiling = _ceiling_cut(frame, camera_c2w) if kind == "dollhouse" else None
     if ceiling is not None:
         below = ~hidden_by_cuts(points, ceiling[None, None])[0]
         points, radii = points[below], radii[below]
     target = _robust_center(points, frame)
+    elevation_deg, elevation_note = _elevation(frame, target, spec, kind, camera_c2w)
+    elevation = math.radians(elevation_deg)
     azimuths, arc_note = _azimuths(frame, target, spec, camera_c2w, loop_only=kind == "dollhouse")
     horizontal = np.cos(azimuths)[:, None] * frame.axes[0] + np.sin(azimuths)[:, None] * frame.axes[1]
     directions = math.cos(elevation) * horizontal + math.sin(elevation) * frame.up  # target → camera
@@ -203,12 +209,46 @@ def ring_path(
         rotations = _centred(rotations, directions_k, distances, content, frame.up, spec)
         distances = _fitted_distances(rotations, directions_k, content, spec, closed)
     distances = _between_keys(keys, distances, len(directions), closed)
+    if kind == "orbit" and camera_c2w is not None:
+        # Where the cameras stood is what the splat can be trusted from: no farther, no nearer.
+        reach = np.linalg.norm(camera_c2w[:, :, 3] - target, axis=1)
+        distances = np.clip(distances, *np.percentile(reach, CAMERA_DISTANCE_PERCENTILES))
     forward = normalized(_between_keys(keys, -rotations[:, :, 2], len(directions), closed))
     rotations = look_at(-forward, np.zeros(3), frame.up)[:, :, :3]
     positions = target + distances[:, None] * directions
     c2w = np.concatenate([rotations, positions[:, :, None]], axis=-1)
-    note = f"{reason}; {arc_note}" if reason else arc_note
+    note = f"{arc_note} at {elevation_note}"
+    note = f"{reason}; {note}" if reason else note
     return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps, kind, note, cuts)
+
+
+def _elevation(
+    frame: SceneFrame,
+    target: np.ndarray,
+    spec: PathSpec,
+    kind: str,
+    camera_c2w: np.ndarray | None,
+) -> tuple[float, str]:
+    """Degrees above the horizon to look from, and a note saying why.
+
+    As asked; else an orbit looks from where the cameras looked: the classic 30–45° band when their
+    elevations reach into it, else their own band (an object filmed at eye level is orbited at eye
+    level, where the splat knows it). A dollhouse looks down into the room at its default.
+    """
+    if spec.elevation_deg is not None:
+        return spec.elevation_deg, f"{spec.elevation_deg:.0f}° as asked"
+    if kind != "orbit" or camera_c2w is None:
+        return DEFAULT_ELEVATION[kind], f"{DEFAULT_ELEVATION[kind]:.0f}°"
+    offsets = camera_c2w[:, :, 3] - target
+    heights = offsets @ frame.up
+    angles = np.degrees(np.arctan2(heights, np.linalg.norm(offsets - heights[:, None] * frame.up, axis=1)))
+    low, high = np.percentile(angles, CAMERA_ELEVATION_PERCENTILES)
+    seed_low, seed_high = ORBIT_ELEVATION_BAND
+    if high >= seed_low and low <= seed_high:
+        chosen = float(np.clip(DEFAULT_ELEVATION["orbit"], max(low, seed_low), min(high, seed_high)))
+    else:
+        chosen = float(np.clip(np.median(angles), *CAPTURE_ELEVATION_LIMITS))
+    return chosen, f"{chosen:.0f}°, where the cameras stood ({low:.0f}° to {high:.0f}°)"
 
 
 MAX_KEY_FRAMES = 48
@@ -250,8 +290,10 @@ def _azimuths(
         sweep = _covered_arc(frame, target, camera_c2w)
         if sweep is not None:
             start, span = sweep
-            there_and_back = (1 - np.cos(2 * math.pi * steps / spec.frames)) / 2  # eases at both ends
-            return np.deg2rad(start + span * there_and_back), f"sweeps the {span:.0f}° the cameras covered"
+            eased = (
+                1 - np.cos(math.pi * steps / (spec.frames - 1))
+            ) / 2  # one way: a return doubles the turning
+            return np.deg2rad(start + span * eased), f"sweeps the {span:.0f}° the cameras covered"
     start = spec.start_azimuth_deg
     if start is None:
         start = _training_view_azimuth(frame, camera_c2w)
@@ -455,6 +497,8 @@ def camera_path_json(path: CameraPath) -> dict:
             {"camera_to_world": matrix.reshape(-1).tolist(), "fov": path.fov_y_deg, "aspect": aspect}
             for matrix in homogeneous
         ],
+        # Ignored by nerfstudio's readers: which path this is, why, and how well the capture supports it.
+        "preview": {"path": path.kind, "reason": path.reason, **(path.figures or {})},
     }
 
 

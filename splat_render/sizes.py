@@ -11,8 +11,8 @@ from typing import Literal
 
 from splat_render.errors import PreviewInputError
 
-PathKind = Literal["auto", "orbit", "dollhouse", "capture"]
-PATH_KINDS: tuple[PathKind, ...] = ("auto", "orbit", "dollhouse", "capture")
+PathKind = Literal["auto", "orbit", "dollhouse", "flythrough", "capture"]
+PATH_KINDS: tuple[PathKind, ...] = ("auto", "orbit", "dollhouse", "flythrough", "capture")
 
 RESOLUTIONS = {
     "180p": (320, 180),

@@ -25,11 +25,7 @@ MAX_PITCH = 0.95  # |sin| of the steepest viewing direction kept: look_at needs 
 
 def capture_path(frame: SceneFrame, camera_c2w: np.ndarray, spec: PathSpec, reason: str = "") -> CameraPath:
     """Frames along the smoothed training trajectory at constant speed, looking where the cameras looked."""
-    positions = camera_c2w[:, :, 3]
-    forward = normalized(-camera_c2w[:, :, 2])
-    width = max(1.0, SMOOTHING * len(positions))
-    positions = smooth_along(positions, width, closed=False)
-    forward = normalized(smooth_along(forward, width, closed=False))
+    positions, forward = smoothed_walk(camera_c2w)
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
     if steps.sum() < MIN_TRAVEL * 2 * frame.half_extent.max():
         steps = np.linalg.norm(np.diff(forward, axis=0), axis=1)  # turning on the spot: even turning speed
@@ -37,13 +33,21 @@ def capture_path(frame: SceneFrame, camera_c2w: np.ndarray, spec: PathSpec, reas
     samples = np.linspace(0.0, travelled[-1], spec.frames) if travelled[-1] > 0 else np.zeros(spec.frames)
     eyes = np.stack([np.interp(samples, travelled, positions[:, i]) for i in range(3)], axis=1)
     looking = normalized(np.stack([np.interp(samples, travelled, forward[:, i]) for i in range(3)], axis=1))
-    looking = _limit_pitch(looking, frame.up)
+    looking = limit_pitch(looking, frame.up)
     c2w = look_at(eyes, eyes + looking, frame.up)
     note = f"{reason}; follows the capture" if reason else "follows the capture"
     return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps, "capture", note)
 
 
-def _limit_pitch(directions: np.ndarray, up: np.ndarray) -> np.ndarray:
+def smoothed_walk(camera_c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions [M,3] and unit viewing directions [M,3] of the training cameras, hand shake smoothed out."""
+    width = max(1.0, SMOOTHING * len(camera_c2w))
+    positions = smooth_along(camera_c2w[:, :, 3], width, closed=False)
+    forward = normalized(smooth_along(normalized(-camera_c2w[:, :, 2]), width, closed=False))
+    return positions, forward
+
+
+def limit_pitch(directions: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Viewing directions tilted no steeper than MAX_PITCH, so that a level camera exists for each."""
     vertical = directions @ up
     horizontal = directions - vertical[:, None] * up
