@@ -5,9 +5,10 @@ levelled walk that together show what the capture saw (a greedy set cover of the
 image-based rendering and next-best-view planning choose views), keeps them in walk order, and joins
 them with a cubic spline for positions and a rotation spline for orientations (scipy's). Frames are
 spaced at constant perceived speed (the larger of turning and travel, travel counted as the angle it
-sweeps at the capture's viewing distance), so neither a long walk nor a pan outruns the eye, and the whole path is held to a budget
-of that speed (keys that add least are dropped until it fits). Where frames between two keys are not
-supported by the training views, the walk's middle view between them becomes a key as well.
+sweeps at the capture's viewing distance), so neither a long walk nor a pan outruns the eye, and the
+whole path is held to a budget of that speed (keys that add least are dropped until it fits). Where
+frames between two keys are not supported by the training views, the walk's middle view between them
+becomes a key as well.
 Every frame is level (no roll).
 """
 
