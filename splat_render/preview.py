@@ -21,12 +21,11 @@ from nerfstudio.cameras.cameras import Cameras
 from splat_render.analysis import SceneAnalysis, analyze_scene
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.errors import PreviewInputError
-from splat_render.framing import inside_box
 from splat_render.gaussians import Gaussians
 from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
 from splat_render.outputs import check_writable, published_together
-from splat_render.paths import choose_path, content_points, plan_path, poster_frame
+from splat_render.paths import PathScore, choose_path, poster_frame
 from splat_render.raster import RenderSettings, render_frames, resolve_device
 from splat_render.sheet import (
     SHEET_WIDTH,
@@ -41,7 +40,6 @@ from splat_render.yuv import rgb_to_yuv420
 
 QUEUE_DEPTH = 3  # finished batches waiting for the encoder
 SHEET_TILES = 12
-DOLLHOUSE_MARGIN = 0.1  # share of the room's half extents beyond its box still drawn in a dollhouse
 
 
 @dataclass(frozen=True)
@@ -75,12 +73,14 @@ class Scene:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the preview will show: the analysis, the path, the gaussians drawn, the poster frame."""
+    """What the preview will show: the analysis, the path, the gaussians drawn, the poster frame, and
+    how well the training views support the path (None without cameras)."""
 
     analysis: SceneAnalysis
     path: CameraPath
     drawn: Gaussians
     poster_index: int
+    score: PathScore | None = None
 
 
 @dataclass(frozen=True)
@@ -138,17 +138,13 @@ def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
     """Analyse what the capture saw, choose and fit the path, pick the poster frame."""
     up = np.asarray(spec.up) if spec.up is not None else scene.up
     analysis = analyze_scene(scene.gaussians, scene.cameras, up=up)
-    means = scene.gaussians.means.cpu().numpy()
-    kind, reason = choose_path(analysis, spec.path.kind)
-    shown = np.ones(len(means), dtype=bool) if spec.keep_unobserved else analysis.shown
-    if kind == "dollhouse":  # the room alone: what lies outside it was seen from inside, not from here
-        shown = shown & inside_box(analysis.frame, means, DOLLHOUSE_MARGIN)
-    points, radii = content_points(analysis, scene.gaussians, shown)
-    path = plan_path(analysis, points, radii, kind, reason, spec.path)
+    planned = choose_path(analysis, scene.gaussians, spec.path, spec.keep_unobserved)
     drawn = scene.gaussians
-    if not shown.all():
-        drawn = scene.gaussians.select(torch.as_tensor(shown, device=scene.gaussians.device))
-    return Plan(analysis, path, drawn, poster_frame(path, points, analysis.camera_c2w))
+    if not planned.shown.all():
+        drawn = scene.gaussians.select(torch.as_tensor(planned.shown, device=scene.gaussians.device))
+    shares = None if planned.score is None else planned.score.frame_shares
+    poster = poster_frame(planned.path, planned.points, analysis.camera_c2w, shares)
+    return Plan(analysis, planned.path, drawn, poster, planned.score)
 
 
 def render_preview(
