@@ -4,9 +4,9 @@ gaussian-splat`` (nerfstudio 1.1.5) writes.
 An export is a dump of the checkpoint's tensors. ns-export builds the whole model through
 ``eval_setup`` to read them (seconds of nerfstudio imports) and then writes 62 floats per gaussian
 one ``write`` call at a time (over a minute at 1.5 M gaussians). Here the newest ``step-*.ckpt``
-beside config.yml is read directly (the job's own, trusted file: full unpickling; memory-mapped, so
-the optimizer state it also holds is never read) and written with the project's vectorised PLY
-writer, with ns-export's header, columns, values and row filter:
+beside config.yml is read directly (tensors and numpy scalars only, nothing that would run code;
+memory-mapped, so the optimizer state it also holds is never read) and written with the project's
+vectorised PLY writer, with ns-export's header, columns, values and row filter:
 
 - with SH degree 0, splatfacto stores the colour as a logit, and ns-export writes RGB2SH(sigmoid(·))
   of it (computed here on the CPU; ns-export computes it where the model lives, so on a GPU the
@@ -28,7 +28,7 @@ import torch
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians, splatfacto_sh_dc
-from splat_render.model import find_checkpoint, first_line, splatfacto_model_config
+from splat_render.model import find_checkpoint, load_checkpoint, splatfacto_model_config
 from splat_render.outputs import check_writable
 from splat_render.ply import write_gaussians
 
@@ -54,10 +54,7 @@ class ExportReport:
 
 def read_checkpoint_gaussians(checkpoint: Path, sh_degree: int) -> Gaussians:
     """The gaussians stored in a checkpoint of a splatfacto model of that SH degree, on the CPU."""
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:
-        raise PreviewInputError(f"cannot load checkpoint {checkpoint}: {first_line(exc)}") from exc
+    state = load_checkpoint(checkpoint, map_location="cpu", mmap=True)
     pipeline = state.get("pipeline") if isinstance(state, dict) else None
     if not isinstance(pipeline, dict):
         raise PreviewInputError(f"cannot load checkpoint {checkpoint}: it holds no pipeline state")

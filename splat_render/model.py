@@ -5,12 +5,16 @@ daily: a moved job root, a different working directory, no network (LPIPS weight
 when the model is built), torch >= 2.6 refusing nerfstudio's pickled checkpoints, no training
 images, no open3d. ``load_splatfacto`` wraps it so that none of these matter, and turns every
 failure into a one-line ``PreviewInputError``.
+
+Loading runs no code a run's files name beyond nerfstudio's own: checkpoints are unpickled with
+``weights_only`` and only the numpy scalars nerfstudio's schedulers store are allowed besides
+tensors, and config.yml, which ``eval_setup`` reads with YAML's unsafe loader, is first checked to
+name only nerfstudio's classes, paths and the optimizer classes it points to.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import re
 import sys
@@ -149,6 +153,22 @@ SPLATFACTO_CONFIG = "nerfstudio.models.splatfacto.SplatfactoModelConfig"
 CLASS_KEY = "!class"  # where the structure reader keeps the class a mapping's tag names
 
 
+# What the python tags of a nerfstudio config may name: "prefix." allows a module and everything in
+# it, anything else one name exactly. Nothing else is constructed, called or imported.
+CONFIG_TAGS = {
+    "object": ("nerfstudio.",),  # config dataclasses, built without calling them
+    "name": ("nerfstudio.", "torch.optim."),  # classes a config's setup() instantiates
+    "object/apply": (  # the only calls: paths, and the log writer's event names (an Enum)
+        *(f"pathlib.{kind}" for kind in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath")),
+        *(f"pathlib._local.{kind}" for kind in ("PosixPath", "WindowsPath")),
+        "nerfstudio.utils.writer.EventName",
+    ),
+}
+PLAIN_TAGS = frozenset(  # tags of plain data
+    {"none", "bool", "int", "long", "float", "complex", "str", "unicode", "bytes", "list", "tuple", "dict"}
+)
+
+
 class _StructureLoader(yaml.SafeLoader):
     """Reads config.yml as plain data, keeping the class names its tags carry.
 
@@ -157,9 +177,16 @@ class _StructureLoader(yaml.SafeLoader):
     needs only the names.
     """
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.foreign: list[str] = []  # tags naming code beyond CONFIG_TAGS, with their lines
+
 
 def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
     kind, _, name = suffix.partition(":")
+    allowed = kind in PLAIN_TAGS if not name else any(_names(a, name) for a in CONFIG_TAGS.get(kind, ()))
+    if not allowed:
+        loader.foreign.append(f"!!python/{suffix} on line {node.start_mark.line + 1}")
     if isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
         return {**value, CLASS_KEY: name} if kind == "object" else value
@@ -168,14 +195,23 @@ def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> 
     return loader.construct_scalar(node)
 
 
+def _names(allowed: str, name: str) -> bool:
+    return name.startswith(allowed) if allowed.endswith(".") else name == allowed
+
+
 _StructureLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_tagged)
 
 
 def splatfacto_model_config(config_path: Path) -> dict[str, Any]:
     """The model section of a splatfacto run's config.yml as plain data, importing nothing;
-    a one-line PreviewInputError when the file is not a splatfacto training config."""
+    a one-line PreviewInputError when the file is not a splatfacto training config, or when its
+    tags name code beyond ``CONFIG_TAGS`` (which ``eval_setup``'s unsafe loader would run)."""
     try:
-        config = yaml.load(config_path.read_text(), Loader=_StructureLoader)
+        loader = _StructureLoader(config_path.read_text())
+        try:
+            config = loader.get_single_data()
+        finally:
+            loader.dispose()
     except Exception as exc:
         raise PreviewInputError(
             f"{config_path} is not a readable nerfstudio config: {first_line(exc)}"
@@ -188,6 +224,11 @@ def splatfacto_model_config(config_path: Path) -> dict[str, Any]:
         raise PreviewInputError(
             f"{config_path} is a '{config.get('method_name')}' run; only splatfacto models can be "
             "previewed or exported"
+        )
+    if loader.foreign:
+        raise PreviewInputError(
+            f"{config_path} names code a nerfstudio config never does ({loader.foreign[0]}): "
+            "refusing to load it"
         )
     return model
 
@@ -224,19 +265,43 @@ class _NoLPIPS(torch.nn.Module):
 def offline_nerfstudio() -> Iterator[None]:
     """Let nerfstudio build and load a splatfacto pipeline with no network and torch >= 2.6.
 
-    Checkpoints are the node's own trusted files, so full unpickling is allowed inside this block.
+    Inside this block ``torch.load`` is ``load_checkpoint``: what nerfstudio checkpoints hold loads,
+    anything that would run code is refused.
     """
     import torchmetrics.image.lpip as lpip
 
-    trusted_load = functools.partial(_torch_load, weights_only=False)
     with (
         _patched(lpip, "LearnedPerceptualImagePatchSimilarity", _NoLPIPS),
-        _patched(torch, "load", trusted_load),
+        _patched(torch, "load", load_checkpoint),
     ):
         yield
 
 
 _torch_load = torch.load
+
+
+def checkpoint_globals() -> list[Any]:
+    """What nerfstudio 1.1.5 checkpoints hold besides tensors, containers and plain numbers: numpy
+    scalars, the learning rates its schedulers compute with numpy (float64; int64 steps too)."""
+    import numpy as np
+
+    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar constructor, wherever this numpy keeps it
+    return [scalar, np.dtype, *(type(np.dtype(kind)) for kind in (np.float64, np.int64))]
+
+
+def load_checkpoint(path: Path | str, **options: Any) -> Any:
+    """``torch.load`` with ``weights_only``, allowing ``checkpoint_globals`` and nothing that would
+    run code; a one-line PreviewInputError for a checkpoint that is corrupt or holds more."""
+    try:
+        with torch.serialization.safe_globals(checkpoint_globals()):
+            return _torch_load(path, weights_only=True, **options)
+    except Exception as exc:
+        reason = first_line(exc)
+        if reason.startswith("Weights only load failed"):  # torch's words for what it refused
+            foreign = re.search(r"GLOBAL (\S+)", str(exc))
+            held = foreign[1] if foreign else "more than tensors and numbers"
+            reason = f"it holds {held}, which nerfstudio checkpoints never hold: refusing to load it"
+        raise PreviewInputError(f"cannot load checkpoint {path}: {reason}") from exc
 
 
 @contextlib.contextmanager
