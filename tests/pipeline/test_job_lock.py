@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import run
@@ -26,7 +27,7 @@ def start_job(root: Path) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def job_in_training(root: Path, fake_tools) -> subprocess.Popen:
+def job_in_training(root: Path, fake_tools) -> Iterator[subprocess.Popen]:
     """A run.py busy in a training that never ends; killed, with its training, on the way out."""
     fake_tools.set_mode("ns-train", "hang")
     job = start_job(root)
