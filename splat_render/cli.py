@@ -43,19 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--path",
         choices=PATH_KINDS,
         default="auto",
-        help="camera path: orbit around an object, dollhouse of a room, capture (the training walk); "
-        "auto picks orbit or dollhouse from the capture (default auto)",
+        help="camera path: orbit, dollhouse, flythrough (the capture condensed), capture (the whole walk); "
+        "auto takes the one the training views support best (default auto)",
     )
     preview.add_argument(
         "--elevation",
         type=float,
-        help="degrees above the horizon, 15..60 (default 35 for orbit, 45 for dollhouse)",
+        help="degrees above the horizon, 15..60 (default: the cameras' band for orbit, 45 for dollhouse)",
     )
     preview.add_argument(
         "--arc",
         type=float,
         help="degrees of orbit, 30..360 (default: a loop when the cameras surrounded the content, "
-        "else their sweep, there and back)",
+        "else one sweep of what they covered)",
     )
     preview.add_argument(
         "--up", help="the world's up axis: +x, -x, +y, -y, +z or -z (default: header, cameras or geometry)"

@@ -136,7 +136,7 @@ def test_bases_are_orthonormal_right_handed_and_level(frame: SceneFrame, box_poi
 
 def test_full_loop_closes_without_repeating_a_frame(frame: SceneFrame, box_points) -> None:
     path = orbit(frame, box_points, frames=120)
-    assert path.reason == "loop"
+    assert path.reason == "loop at 35°"
     azimuths = azimuths_deg(path, frame)
     steps = np.diff(np.unwrap(np.radians(azimuths), period=2 * math.pi))
     np.testing.assert_allclose(np.degrees(steps), 3.0, atol=0.1)
@@ -164,21 +164,22 @@ def ring_of_cameras(frame: SceneFrame, degrees: np.ndarray, radius: float = 6.0)
     return look_at(eyes + frame.up, frame.center, frame.up)
 
 
-def test_half_circle_capture_is_swept_there_and_back(frame: SceneFrame, box_points) -> None:
-    """Cameras on half a circle: the path stays on their side (plus a margin) and comes back."""
+def test_half_circle_capture_is_swept_once(frame: SceneFrame, box_points) -> None:
+    """Cameras on half a circle: the path stays on their side (plus a margin), end to end, once
+    (a return would double the turning rate)."""
     path = orbit(frame, box_points, ring_of_cameras(frame, np.linspace(0, 180, 25)))
     assert "sweeps" in path.reason
     azimuths = np.degrees(np.unwrap(np.radians(azimuths_deg(path, frame))))
-    assert azimuths.min() >= -25 and azimuths.max() <= 205
+    assert azimuths.min() >= -15 and azimuths.max() <= 195
     assert azimuths.max() - azimuths.min() >= 190
-    assert abs(azimuths[0] - azimuths[-1]) < 2  # back where it started: the video loops
+    assert abs(abs(azimuths[-1] - azimuths[0]) - (azimuths.max() - azimuths.min())) < 1  # ends at the ends
     never = (azimuths % 360 > 210) & (azimuths % 360 < 330)
     assert not never.any()  # no frame looks at the side nothing observed
 
 
 def test_surrounding_capture_gets_a_loop(frame: SceneFrame, box_points) -> None:
     path = orbit(frame, box_points, ring_of_cameras(frame, np.arange(0, 360, 40)))
-    assert path.reason == "loop"
+    assert path.reason.startswith("loop at ")
 
 
 def horizontal_view(c2w: np.ndarray, frame: SceneFrame) -> np.ndarray:
