@@ -166,9 +166,10 @@ def job_root(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A job root holding what the nerfstudio steps produce, from the shared synthetic scene."""
+    """A job root holding what the nerfstudio steps produce, from the shared synthetic scene, with few
+    small training views: a real renderer's analysis renders every one, slowly on the CPU."""
     root = tmp_path_factory.mktemp("finished-run")
-    write_synthetic_run(root, SceneSpec(gaussians=2000))
+    write_synthetic_run(root, SceneSpec(gaussians=2000, cameras=8, image_size=FRAME_SIZE))
     return root
 
 
