@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"{', '.join(RESOLUTIONS)} or WxH (default {GPU_DEFAULT_RESOLUTION} on GPU, "
         f"{CPU_DEFAULT_RESOLUTION} on CPU)",
     )
-    preview.add_argument("--frames", type=int, default=150, help="frames in the video, 90..300 (default 150)")
+    preview.add_argument(
+        "--frames",
+        type=int,
+        help="frames in the video, 90..300 (default 150; a flythrough takes what its keys need, to 300)",
+    )
     preview.add_argument("--fps", type=int, default=30)
     preview.add_argument(
         "--path",
@@ -234,8 +238,9 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
 
 
 @contextlib.contextmanager
-def frame_progress(console, total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar with frames/s and ETA; yields the callback that moves it."""
+def frame_progress(console, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with frames/s and ETA; yields the callback that moves it. Without a total
+    (the path chooses its length) it counts frames."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if quiet:

@@ -9,12 +9,14 @@ sweeps at the capture's viewing distance), so neither a long walk nor a pan outr
 whole path is held to a budget of that speed (keys that add least are dropped until it fits). Where
 frames between two keys are not supported by the training views, the walk's middle view between them
 becomes a key as well.
-Every frame is level (no roll).
+Every frame is level (no roll). Unless the length is given, the video takes what its key views need
+at that speed, 5 to 10 s.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from scipy.interpolate import CubicSpline
@@ -22,7 +24,7 @@ from scipy.spatial.transform import Rotation, RotationSpline
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, normalized
-from splat_render.orbit import CameraPath, PathSpec, look_at
+from splat_render.orbit import DEFAULT_FRAMES, MAX_FRAMES, CameraPath, PathSpec, look_at
 from splat_render.support import SUPPORTED_SHARE, Views, ViewSupport, frame_support, shown_points
 from splat_render.walkthrough import limit_pitch, smoothed_walk
 
@@ -53,8 +55,10 @@ def flythrough_path(
     walk = look_at(positions, positions + limit_pitch(forward, frame.up), frame.up)
     seen = shown_points(support.points, Views(walk, training.tan_half), 0.0)[0] & support.observed  # [M,S]
     seen = seen.cpu().numpy()
-    budget = math.radians(SPEED_DEG_S) * spec.frames / spec.fps * (1 - EASE / 2)  # at peak speed
-    keys = _cover(seen, max(2, int(spec.frames / spec.fps / SECONDS_PER_KEY)))
+    keys = _cover(seen, max(2, int((spec.frames or MAX_FRAMES) / spec.fps / SECONDS_PER_KEY)))
+    if spec.frames is None:
+        spec = replace(spec, frames=_frames_for(_costs(walk[keys], support.scale).sum(), spec.fps))
+    budget = _speed() * spec.frames / spec.fps
     best: tuple[float, np.ndarray] | None = None
     for _ in range(REFINEMENTS + 1):
         keys = _within_budget(keys, walk, seen, support.scale, budget)
@@ -70,6 +74,16 @@ def flythrough_path(
         keys = np.array(sorted(set(keys.tolist()) | middles))
     note = f"{reason}; flies through {len(keys)} key views of the capture" if reason else "flythrough"
     return CameraPath(best[1], spec.fov_y_deg, spec.width, spec.height, spec.fps, "flythrough", note)
+
+
+def _speed() -> float:
+    """Radians of perceived change per second, averaged over a path that eases in and out at peak speed."""
+    return math.radians(SPEED_DEG_S) * (1 - EASE / 2)
+
+
+def _frames_for(cost: float, fps: int) -> int:
+    """The video's length for a path of this perceived change: 5 s at least, 10 s at most."""
+    return int(np.clip(math.ceil(cost / _speed() * fps), DEFAULT_FRAMES, MAX_FRAMES))
 
 
 def _cover(seen: np.ndarray, most: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from splat_render.outputs import check_writable, published_together
 from splat_render.sizes import PATH_KINDS, PathKind
 
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 7680
+MIN_FRAMES, DEFAULT_FRAMES, MAX_FRAMES = 90, 150, 300
 VIEW_AGREEMENT = 0.5  # mean length of the training cameras' horizontal view directions that counts as one way
 DEFAULT_ELEVATION = {"orbit": 35.0, "dollhouse": 45.0}  # a dollhouse looks down into the room
 ORBIT_ELEVATION_BAND = (30.0, 45.0)  # the classic orbit's, taken when the cameras looked from there
@@ -81,7 +82,7 @@ class PathSpec:
     """What the preview video should look like; every field is checked on construction."""
 
     kind: PathKind = "auto"
-    frames: int = 150  # 5 s at 30 fps
+    frames: int | None = None  # None: DEFAULT_FRAMES (5 s at 30 fps); a flythrough takes up to MAX_FRAMES
     fps: int = 30
     arc_deg: float | None = None  # None: a loop if the cameras surround the content, else their sweep
     elevation_deg: float | None = None  # None: 35° for the orbit, 45° for the dollhouse
@@ -94,7 +95,8 @@ class PathSpec:
     def __post_init__(self) -> None:
         if self.kind not in PATH_KINDS:
             raise PreviewInputError(f"path must be one of {', '.join(PATH_KINDS)}, got {self.kind!r}")
-        _check_range("frames", self.frames, 90, 300)
+        if self.frames is not None:
+            _check_range("frames", self.frames, MIN_FRAMES, MAX_FRAMES)
         _check_range("fps", self.fps, 15, 60)
         if self.arc_deg is not None:
             _check_range("arc_deg", self.arc_deg, 30.0, 360.0)
@@ -110,6 +112,11 @@ class PathSpec:
             )
         if self.start_azimuth_deg is not None and not math.isfinite(self.start_azimuth_deg):
             raise PreviewInputError(f"start_azimuth_deg must be finite, got {self.start_azimuth_deg}")
+
+    @property
+    def frame_count(self) -> int:
+        """Frames of a path that does not choose its own length."""
+        return DEFAULT_FRAMES if self.frames is None else self.frames
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -285,13 +292,13 @@ def _azimuths(
     loop_only: bool,
 ) -> tuple[np.ndarray, str]:
     """Azimuths (radians) of the frames, and a note: a loop, a given arc, or the capture's sweep."""
-    steps = np.arange(spec.frames)
+    steps = np.arange(spec.frame_count)
     if spec.arc_deg is None and not loop_only and camera_c2w is not None:
         sweep = _covered_arc(frame, target, camera_c2w)
         if sweep is not None:
             start, span = sweep
             eased = (
-                1 - np.cos(math.pi * steps / (spec.frames - 1))
+                1 - np.cos(math.pi * steps / (spec.frame_count - 1))
             ) / 2  # one way: a return doubles the turning
             return np.deg2rad(start + span * eased), f"sweeps the {span:.0f}° the cameras covered"
     start = spec.start_azimuth_deg
@@ -300,9 +307,9 @@ def _azimuths(
     arc = 360.0 if spec.arc_deg is None else spec.arc_deg
     if arc == 360.0:
         return np.deg2rad(
-            start + 360.0 * steps / spec.frames
+            start + 360.0 * steps / spec.frame_count
         ), "loop"  # the frame after the last is the first
-    return np.deg2rad(start + arc * steps / (spec.frames - 1)), f"{arc:.0f}° arc"
+    return np.deg2rad(start + arc * steps / (spec.frame_count - 1)), f"{arc:.0f}° arc"
 
 
 def _covered_arc(frame: SceneFrame, target: np.ndarray, camera_c2w: np.ndarray) -> tuple[float, float] | None:

@@ -30,7 +30,9 @@ def capture_path(frame: SceneFrame, camera_c2w: np.ndarray, spec: PathSpec, reas
     if steps.sum() < MIN_TRAVEL * 2 * frame.half_extent.max():
         steps = np.linalg.norm(np.diff(forward, axis=0), axis=1)  # turning on the spot: even turning speed
     travelled = np.concatenate([[0.0], np.cumsum(steps)])
-    samples = np.linspace(0.0, travelled[-1], spec.frames) if travelled[-1] > 0 else np.zeros(spec.frames)
+    samples = (
+        np.linspace(0.0, travelled[-1], spec.frame_count) if travelled[-1] > 0 else np.zeros(spec.frame_count)
+    )
     eyes = np.stack([np.interp(samples, travelled, positions[:, i]) for i in range(3)], axis=1)
     looking = normalized(np.stack([np.interp(samples, travelled, forward[:, i]) for i in range(3)], axis=1))
     looking = limit_pitch(looking, frame.up)

@@ -242,7 +242,7 @@ def test_dollhouse_drops_ceiling_and_near_walls_keeps_floor_and_far_walls() -> N
     )
     frame = frame_scene(points, np.ones(len(points)), walk)
     path = ring_path(frame, points, PathSpec(**SMALL), "dollhouse", walk)
-    assert path.kind == "dollhouse" and path.reason == "loop"
+    assert path.kind == "dollhouse" and path.reason == "loop at 45°"
     assert hidden(path, parts["ceiling"]).all()
     assert not hidden(path, parts["floor"]).any() and not hidden(path, parts["table"]).any()
     for frame_index in range(0, path.frames, 5):
@@ -320,7 +320,7 @@ def test_unwritable_camera_path_is_a_user_error(frame: SceneFrame, box_points, t
         ({"elevation_deg": 80}, "elevation_deg must be between 15.0 and 60.0, got 80"),
         ({"arc_deg": 400}, "arc_deg must be between 30.0 and 360.0, got 400"),
         ({"fill": 1.2}, "fill must be between 0.3 and 0.95, got 1.2"),
-        ({"kind": "spiral"}, "path must be one of auto, orbit, dollhouse, capture, got 'spiral'"),
+        ({"kind": "spiral"}, "path must be one of auto, orbit, dollhouse, flythrough, capture, got 'spiral'"),
         ({"fov_y_deg": float("nan")}, "fov_y_deg must be between 20.0 and 90.0, got nan"),
         ({"start_azimuth_deg": float("inf")}, "start_azimuth_deg must be finite, got inf"),
     ],

@@ -23,7 +23,9 @@ CAPTURE = {"gaussians": 6000, "cameras": 24, "image_size": (128, 96)}
 BACKGROUND = (0.1490, 0.1647, 0.2157)  # splatfacto's eval grey, what a bare frame shows
 
 
-def preview(capture: captures.Capture, folder: Path, *options: str, ply: Path | None = None) -> dict:
+def preview(
+    capture: captures.Capture, folder: Path, *options: str, ply: Path | None = None, frames: str | None = "90"
+) -> dict:
     """Run the CLI on a capture written as a splatfacto run (or on a PLY); the decoded outputs."""
     if ply is None:
         run = write_run(
@@ -38,7 +40,8 @@ def preview(capture: captures.Capture, folder: Path, *options: str, ply: Path | 
         source = ["--ply", str(ply)]
     out = folder / "preview.mp4"
     status = main(
-        ["preview", *source, "--output", str(out), "--resolution", SIZE, "--frames", "90", "--quiet"]
+        ["preview", *source, "--output", str(out), "--resolution", SIZE, "--quiet"]
+        + (["--frames", frames] if frames else [])
         + ["--poster", str(folder / "poster.jpg"), "--camera-path-out", str(folder / "path.json"), *options]
         + ["--contact-sheet", str(folder / "sheet.png")]
     )
@@ -84,7 +87,8 @@ def path_up(c2w: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def room(tmp_path_factory) -> tuple[captures.Capture, dict]:
     capture = captures.closed_room(**CAPTURE)
-    return capture, preview(capture, tmp_path_factory.mktemp("room"))
+    # The length the flythrough chooses: a room walked all round takes more than 3 s to show.
+    return capture, preview(capture, tmp_path_factory.mktemp("room"), frames=None)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +100,9 @@ def wrapped_object(tmp_path_factory) -> tuple[captures.Capture, dict]:
 def test_a_room_walked_from_inside_shows_its_furniture(room) -> None:
     capture, result = room
     fractions = judge.color_fractions(result["frames"], capture.subject_colors)
-    assert judge.share_showing(fractions, at_least=3) >= 0.8  # most pieces of furniture in most frames
-    assert judge.share_showing(fractions, at_least=1) == 1.0  # never a frame of walls only
+    # From eye level, as the walk saw it: furniture in (nearly) every frame, and every piece in some.
+    assert judge.share_showing(fractions, at_least=1) >= 0.9
+    assert (judge.visible_counts(fractions.T) > 0).all()
     sky = judge.coverage(result["frames"], capture.residue_colors)
     assert sky.max() < 0.01  # the sky outside the closed room never shows
     assert angle_deg(path_up(result["c2w"]), capture.up) <= 2
