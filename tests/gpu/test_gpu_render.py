@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pytest
 import torch
+from scenes.captures import closed_room
 
 from splat_render.analysis import observe
-from splat_render.captures import closed_room
 from splat_render.orbit import PathSpec
 from splat_render.preview import PreviewSpec, load_scene, plan_preview
 from splat_render.raster import RenderSettings, render_batch, render_frames

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scenes import captures
 
-from splat_render import captures
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.orbit import look_at
 from splat_render.raster import RenderSettings, render_batch

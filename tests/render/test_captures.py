@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scenes import captures, judge
 
-from splat_render import captures, judge
 from splat_render.encode import EncoderSpec, encode_frames
 from splat_render.gaussians import Gaussians
 from splat_render.orbit import look_at

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scenes import captures, judge
 
-from splat_render import captures, judge
 from splat_render.cli import main
 from splat_render.synthetic import write_run
 

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-import real_captures
 import torch
+from scenes import real_captures
 from scipy.spatial.transform import Rotation
 
 from splat_render.analysis import analyze_scene

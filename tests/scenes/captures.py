@@ -7,7 +7,7 @@ camera saw: a sky shell behind closed walls, never-observed noise from a random 
 Everything else (floor, walls, a base patch) is context: observed, but not what a judge looks for.
 
 Residue is drawn from its own palette, far from the subject colours and from the context, so that a
-judge can tell on pixels alone whether residue covers the frame (``splat_render.judge``).
+judge can tell on pixels alone whether residue covers the frame (``scenes.judge``).
 All builders are pure and deterministic for a seed; the scenes are z-up like nerfstudio's training frame.
 """
 
