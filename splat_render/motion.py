@@ -34,8 +34,3 @@ def motion(c2w: np.ndarray, fps: float, up: np.ndarray) -> Motion:
     turning = rates[rates > 1.0]
     typical = float(np.median(turning)) if len(turning) else 0.0
     return Motion(float(rates.max()), typical, float(roll_deg(c2w, up).max()))
-
-
-def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angles (radians) between unit vectors along the last axis."""
-    return np.arccos(np.clip(np.sum(a * b, axis=-1), -1.0, 1.0))
