@@ -1,4 +1,5 @@
-"""Running the real run.py for the GPU harnesses in this folder, timing each step (never the product)."""
+"""For the GPU harnesses in this folder (never the product): writing a scan's Frames.mp4, and running the
+real run.py on it, timing each step."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,3 +57,18 @@ def run_pipeline(
     if training_ended is not None:
         seconds["after training (wall)"] = round(time.monotonic() - training_ended, 1)
     return status, seconds
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], crf: int, fps: int = 30) -> None:
+    """RGB frames [H,W,3] uint8 as an H.264 Frames.mp4, the recording a scan arrives with."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        for index, frame in enumerate(frames):
+            if index == 0:
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
