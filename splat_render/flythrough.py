@@ -10,7 +10,7 @@ whole path is held to a budget of that speed (keys that add least are dropped un
 frames between two keys are not supported by the training views, the walk's middle view between them
 becomes a key as well.
 Every frame is level (no roll). Unless the length is given, the video takes what its key views need
-at that speed, 5 to 10 s.
+at that speed, 5 to 10 s, when that is as well supported as 5 s.
 """
 
 from __future__ import annotations
@@ -55,25 +55,55 @@ def flythrough_path(
     walk = look_at(positions, positions + limit_pitch(forward, frame.up), frame.up)
     seen = shown_points(support.points, Views(walk, training.tan_half), 0.0)[0] & support.observed  # [M,S]
     seen = seen.cpu().numpy()
-    keys = _cover(seen, max(2, int((spec.frames or MAX_FRAMES) / spec.fps / SECONDS_PER_KEY)))
-    if spec.frames is None:
-        spec = replace(spec, frames=_frames_for(_costs(walk[keys], support.scale).sum(), spec.fps))
+    if spec.frames is not None:
+        planned = _planned(
+            _cover(seen, _most_keys(spec.frames, spec.fps)), walk, seen, support, frame.up, spec
+        )
+    else:
+        # The length the keys need, if that length is as well supported as the default one: more keys
+        # joined over a longer video can leave the capture between them.
+        default = replace(spec, frames=DEFAULT_FRAMES)
+        keys = _cover(seen, _most_keys(DEFAULT_FRAMES, spec.fps))
+        planned = _planned(keys, walk, seen, support, frame.up, default)
+        keys = _cover(seen, _most_keys(MAX_FRAMES, spec.fps))
+        frames = _frames_for(_costs(walk[keys], support.scale).sum(), spec.fps)
+        if frames > DEFAULT_FRAMES:
+            longer = _planned(keys, walk, seen, support, frame.up, replace(spec, frames=frames))
+            planned = longer if longer[0] >= planned[0] else planned
+    _, c2w, key_count = planned
+    note = f"flies through {key_count} key views of the capture"
+    note = f"{reason}; {note}" if reason else note
+    return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps, "flythrough", note)
+
+
+def _most_keys(frames: int, fps: int) -> int:
+    return max(2, int(frames / fps / SECONDS_PER_KEY))
+
+
+def _planned(
+    keys: np.ndarray,
+    walk: np.ndarray,  # [M,3,4] the smoothed, levelled walk
+    seen: np.ndarray,  # [M,S] what each pose of the walk shows
+    support: ViewSupport,
+    up: np.ndarray,
+    spec: PathSpec,  # its frames set
+) -> tuple[float, np.ndarray, int]:
+    """The best supported path through the keys (share of supported frames, frames [F,3,4], key count):
+    held to the speed budget, with a key added where frames between two keys leave the support."""
     budget = _speed() * spec.frames / spec.fps
-    best: tuple[float, np.ndarray] | None = None
+    best: tuple[float, np.ndarray, int] | None = None
     for _ in range(REFINEMENTS + 1):
         keys = _within_budget(keys, walk, seen, support.scale, budget)
-        c2w, segment = _through_keys(walk[keys], support.scale, frame.up, spec)
-        shares = frame_support(support, Views.of_path(c2w, spec.fov_y_deg, spec.width, spec.height)).shares()
-        supported = float(np.mean(shares >= SUPPORTED_SHARE))
-        if best is None or supported > best[0]:
-            best = (supported, c2w)
-        weak = np.unique(segment[shares < SUPPORTED_SHARE])
+        c2w, segment = _through_keys(walk[keys], support.scale, up, spec)
+        frames = frame_support(support, Views.of_path(c2w, spec.fov_y_deg, spec.width, spec.height))
+        if best is None or frames.supported_frames() > best[0]:
+            best = (frames.supported_frames(), c2w, len(keys))
+        weak = np.unique(segment[frames.shares() < SUPPORTED_SHARE])
         middles = {(keys[i] + keys[i + 1]) // 2 for i in weak if keys[i + 1] - keys[i] > 1}
         if not middles:
             break
         keys = np.array(sorted(set(keys.tolist()) | middles))
-    note = f"{reason}; flies through {len(keys)} key views of the capture" if reason else "flythrough"
-    return CameraPath(best[1], spec.fov_y_deg, spec.width, spec.height, spec.fps, "flythrough", note)
+    return best
 
 
 def _speed() -> float:

@@ -4,6 +4,7 @@ scenes built like them; up from the cameras' right vectors."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -116,9 +117,10 @@ def test_a_real_capture_stands_upright(real) -> None:
 # --- paths on real captures -----------------------------------------------------------------
 
 
-def test_auto_is_supported_shows_the_capture_and_turns_calmly(real) -> None:
+@pytest.mark.parametrize("frames", [SPEC.frames, None])  # None: the length the path chooses
+def test_auto_is_supported_shows_the_capture_and_turns_calmly(real, frames) -> None:
     capture, analysis, _ = real
-    planned = choose_path(analysis, capture.gaussians, SPEC)
+    planned = choose_path(analysis, capture.gaussians, replace(SPEC, frames=frames))
     score = planned.score
     assert score.supported >= 0.9, planned.path.reason
     assert score.coverage >= 0.6, planned.path.reason
