@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -77,6 +77,11 @@ COLMAP_UP = np.array([0.0, -1.0, 0.0])  # 3DGS PLYs of COLMAP-based trainers kee
 TWO_SIDED_SUPPORT = 0.5
 """A plane with another holding at least half as many points at the cloud's far side (floor and
 ceiling) cannot tell up from down by where the content stands; the convention decides then."""
+
+SIDE_MARGIN = 0.1
+"""Without cameras, the content off the floor says which side is up only when at least 60 % of it
+stands on one side: a desk in an office scan holds about as much above it as below (39 % against
+40 % on a real one), and the convention decides then."""
 
 
 @dataclass(frozen=True)
@@ -172,19 +177,18 @@ def _estimate_up(sample: np.ndarray, cameras: np.ndarray | None) -> tuple[np.nda
         camera_up = cameras_up(cameras)
         if camera_up is not None:
             return camera_up, "cameras"
-    floor = _plane_normal(sample)
+    floor = _plane_normal(sample, facing=None if cameras is not None else convention)
     if floor is None:
         return convention.copy(), "default"
-    normal, height, two_sided = floor
     if cameras is not None:
-        side = np.dot(normal, np.median(cameras[:, :, 3], axis=0) - np.median(sample, axis=0))
-    elif two_sided:
-        side = np.dot(normal, convention)
+        side = np.dot(floor.normal, np.median(cameras[:, :, 3], axis=0) - np.median(sample, axis=0))
+    elif not floor.two_sided and abs(floor.lean - 0.5) >= SIDE_MARGIN:
+        side = floor.lean - 0.5
     else:
-        side = np.median(sample @ normal) - height
+        side = np.dot(floor.normal, convention)
     if side == 0:
-        side = np.dot(normal, convention)
-    return (normal if side >= 0 else -normal), "geometry"
+        side = floor.lean - 0.5
+    return (floor.normal if side >= 0 else -floor.normal), "geometry"
 
 
 def cameras_up(camera_c2w: np.ndarray) -> np.ndarray | None:
@@ -207,14 +211,27 @@ def cameras_up(camera_c2w: np.ndarray) -> np.ndarray | None:
     return up if np.dot(up, mean_up) >= 0 else -up
 
 
-def _plane_normal(sample: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
-    """Normal and height of the dominant plane (the floor of a scan), and whether a parallel plane of
-    similar support bounds the cloud's other side (a ceiling); None when the cloud has no flat side.
+class Plane(NamedTuple):
+    """The dominant plane of a cloud: its unit normal, its height along it, whether a parallel plane
+    of similar support bounds the cloud's other side (a ceiling), and the share of the content off
+    the plane that lies on the normal's side."""
 
-    The smallest-variance principal axis says roughly where the plane faces, but objects standing
-    on one side of the floor tilt it; the plane itself is then found by RANSAC among the planes
-    facing that way, and refined by a principal-axis fit of its inliers.  A cloud whose best plane
-    holds few points has no floor: the principal axis stands.
+    normal: np.ndarray
+    height: float
+    two_sided: bool
+    lean: float
+
+
+def _plane_normal(sample: np.ndarray, facing: np.ndarray | None = None) -> Plane | None:
+    """The dominant plane (the floor of a scan); None when the cloud has no flat side.
+
+    A flat cloud (a room, a street) is thinnest across its floor: the smallest-variance principal
+    axis says roughly where the plane faces. A bulky one (an object on a bed, a plant on a table) has
+    no such axis; ``facing``, the convention's up, takes its place when given, since its floor lies
+    within a camera's pitch of it. Objects standing on one side of the floor tilt both: the plane
+    itself is found by RANSAC among the planes facing within PLANE_MAX_TURN_DEG of that direction,
+    and refined by a principal-axis fit of its inliers. A cloud whose best plane holds few points
+    has no floor: the principal axis stands, or, for a bulky cloud, nothing.
     """
     origin = np.median(sample, axis=0)
     offsets = sample - origin
@@ -223,36 +240,42 @@ def _plane_normal(sample: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
     if len(inliers) < 3:
         return None
     variances, directions = np.linalg.eigh(np.cov(inliers.T))  # ascending eigenvalues
-    if not variances[1] > 0 or variances[0] > PLANE_FLATNESS * variances[1]:
+    if not variances[1] > 0:
         return None
-    thinnest = directions[:, 0]
+    flat = variances[0] <= PLANE_FLATNESS * variances[1]
+    if not flat and facing is None:
+        return None
+    rough = directions[:, 0] if flat else facing
+    fallback = Plane(rough, float(np.median(sample @ rough)), False, 0.5) if flat else None
     triples = inliers[_local_triples(inliers, np.random.default_rng(0))]  # [K,3,3]
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
     lengths = np.linalg.norm(normals, axis=1)
     normals, triples = normals[lengths > 0], triples[lengths > 0]
     normals = normals / lengths[lengths > 0, None]
-    facing = np.abs(normals @ thinnest) >= math.cos(math.radians(PLANE_MAX_TURN_DEG))
-    if not facing.any():
-        return thinnest, float(np.median(sample @ thinnest)), False
-    normals, anchors = normals[facing], triples[facing, 0]
+    facing_rough = np.abs(normals @ rough) >= math.cos(math.radians(PLANE_MAX_TURN_DEG))
+    if not facing_rough.any():
+        return fallback
+    normals, anchors = normals[facing_rough], triples[facing_rough, 0]
     tolerance = PLANE_TOLERANCE * math.sqrt(variances[2])
     heights = normals @ inliers.T - np.sum(normals * anchors, axis=1, keepdims=True)  # [K,S]
     support = np.abs(heights) <= tolerance
     plane_points = inliers[support[np.argmax(support.sum(axis=1))]]
     if len(plane_points) < PLANE_MIN_SUPPORT * len(inliers):
-        return thinnest, float(np.median(sample @ thinnest)), False
+        return fallback
     for _ in range(PLANE_REFINEMENTS):  # a fit of the inliers, then the inliers of that fit, and so on
         centre = plane_points.mean(axis=0)
         normal = np.linalg.eigh(np.cov(plane_points.T))[1][:, 0]
         plane_points = inliers[np.abs((inliers - centre) @ normal) <= tolerance]
         if len(plane_points) < 3:
             return None
-    normal = normal if np.dot(normal, thinnest) >= 0 else -normal
+    normal = normal if np.dot(normal, rough) >= 0 else -normal
     heights = inliers @ normal
     plane_height = np.median(plane_points @ normal)
     far_side = heights.max() if plane_height - heights.min() < heights.max() - plane_height else heights.min()
     two_sided = np.sum(np.abs(heights - far_side) <= 2 * tolerance) >= TWO_SIDED_SUPPORT * len(plane_points)
-    return normal, float(plane_height + origin @ normal), bool(two_sided)
+    off_plane = heights[np.abs(heights - plane_height) > 2 * tolerance] - plane_height
+    lean = float(np.mean(off_plane > 0)) if len(off_plane) else 0.5
+    return Plane(normal, float(plane_height + origin @ normal), bool(two_sided), lean)
 
 
 def _local_triples(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:

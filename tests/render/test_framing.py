@@ -146,6 +146,26 @@ def test_a_ply_stands_on_its_floor(scene, turn: np.ndarray) -> None:
     assert angle_deg(frame.up, turn @ Z_UP) <= 5.0
 
 
+def test_an_object_on_a_table_stands_on_it_in_a_pitched_colmap_world() -> None:
+    """A bulky cloud (a plush on a table) has no thinnest axis; a COLMAP world started at a camera
+    pitched 30° down leans −y by as much. The table, found among planes near −y, sets up."""
+    rng = np.random.default_rng(5)
+    radius = np.sqrt(rng.uniform(0, 1, 3000))
+    angle = rng.uniform(0, 2 * math.pi, 3000)
+    table = np.column_stack(
+        [0.7 * radius * np.cos(angle), 0.7 * radius * np.sin(angle), rng.normal(0, 0.003, 3000)]
+    )
+    ball = rng.normal(size=(12000, 3))
+    ball = 0.45 * ball / np.linalg.norm(ball, axis=1, keepdims=True) * rng.uniform(0.9, 1, (12000, 1))
+    points = np.concatenate([table, ball + [0, 0, 0.45]])
+    z_up_to_colmap = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # z up becomes −y
+    turn = rotation("x", 30) @ z_up_to_colmap
+    frame = frame_scene(points @ turn.T, np.ones(len(points)))
+    assert angle_deg(turn @ Z_UP, [0.0, -1.0, 0.0]) == pytest.approx(30, abs=0.1)
+    assert frame.up_source == "geometry"
+    assert angle_deg(frame.up, turn @ Z_UP) <= 5.0
+
+
 def test_floor_and_ceiling_leave_up_to_the_convention() -> None:
     """A closed room stands on neither plane more than the other: the COLMAP convention (−y) decides."""
     rng = np.random.default_rng(4)

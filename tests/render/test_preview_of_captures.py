@@ -105,6 +105,8 @@ def test_a_room_walked_from_inside_shows_its_furniture(room) -> None:
     assert (judge.visible_counts(fractions.T) > 0).all()
     sky = judge.coverage(result["frames"], capture.residue_colors)
     assert sky.max() < 0.01  # the sky outside the closed room never shows
+    filled = [judge.foreground_mask(frame, BACKGROUND).mean() for frame in result["frames"]]
+    assert min(filled) >= 0.5  # the room fills the frame: walls, floor and furniture, not a blob
     assert angle_deg(path_up(result["c2w"]), capture.up) <= 2
     # From where the walk stood: an orbit or a dollhouse of a room shows what no camera saw.
     assert result["preview"]["path"] == "flythrough", result["preview"]["reason"]
