@@ -12,7 +12,7 @@ each content gaussian's colour blended towards a warm tint by the thinness of it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,11 @@ where it looks, near the side facing it."""
 MIN_REGION_SHARE = 0.02  # a region must hold this share of the content to be named
 THIN_REGION_SHARE = 0.5  # and be mostly thin
 MAX_REGIONS = 4
+
+GRAZING_DEG = 75.0
+"""A flat gaussian (a surface's disk) is not seen by a view that meets it at more than this from its
+normal: edge-on, a camera sees the surface beside it, not the disk."""
+FLAT = 0.3  # a gaussian is flat when its thinnest axis is under this share of its middle one
 
 NEAREST_CHUNK = 65_536  # gaussians matched to their nearest sample at once ([chunk, S] distances)
 
@@ -74,14 +79,30 @@ class Coverage:
 
 
 def content_sample(analysis: SceneAnalysis, gaussians: Gaussians, count: int = SAMPLE) -> np.ndarray:
-    """[S,3] an even sample of the drawn, visible gaussians inside the content's box."""
+    """[S] indices of an even sample of the drawn, visible gaussians inside the content's box."""
     means = gaussians.means.cpu().numpy()
     visible = np.isfinite(means).all(axis=1) & (gaussians.opacities().cpu().numpy() >= MIN_OPACITY)
     chosen = visible & analysis.shown & inside_box(analysis.frame, means, SHOWN_BOX_MARGIN)
     if not chosen.any():
         chosen = visible & analysis.content
-    index = np.flatnonzero(chosen)[:: max(1, int(chosen.sum()) // count)]
-    return means[index].astype(np.float64)
+    return np.flatnonzero(chosen)[:: max(1, int(chosen.sum()) // count)]
+
+
+def flat_normals(gaussians: Gaussians) -> torch.Tensor:
+    """[N,3] unit normals of the flat gaussians (their thinnest axis); zero for the others."""
+    w, x, y, z = torch.nn.functional.normalize(gaussians.quats, dim=1).unbind(1)
+    rotation = torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], 1),
+            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], 1),
+            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1),
+        ],
+        1,
+    )  # [N,3,3], columns are the gaussian's axes
+    scales, order = gaussians.log_scales.sort(dim=1)
+    normal = rotation.gather(2, order[:, None, :1].expand(-1, 3, 1))[..., 0]
+    flat = scales[:, 0] - scales[:, 1] < math.log(FLAT)
+    return torch.where(flat[:, None], normal, 0.0)
 
 
 def measure_coverage(
@@ -90,10 +111,16 @@ def measure_coverage(
     """How the training views covered the content; None without training cameras or content."""
     if analysis.views is None:
         return None
-    points = content_sample(analysis, gaussians)
-    if len(points) == 0:
+    index = content_sample(analysis, gaussians)
+    if len(index) == 0:
         return None
+    sample = gaussians.select(torch.as_tensor(index, device=gaussians.device))
+    points = sample.means.cpu().numpy().astype(np.float64)
     support = view_support(points, analysis.views, gaussians.device)
+    normals = flat_normals(sample)  # [S,3]
+    facing = (support.directions * normals[None]).sum(dim=2).abs()  # [M,S]; 0 for round gaussians
+    grazing = (normals.norm(dim=1) > 0)[None] & (facing < math.cos(math.radians(GRAZING_DEG)))
+    support = replace(support, seen=support.seen & ~grazing)
     directions = distinct_directions(support, enough=WELL_SEEN).cpu().numpy()
     views = support.seen.sum(dim=0).cpu().numpy()
     regions = thin_regions(points, directions < WELL_SEEN, analysis.frame, poster_c2w)
