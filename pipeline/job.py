@@ -20,7 +20,7 @@ from pipeline.frames import Dataset, extract_all_frames
 from pipeline.inputs import check_colmap_model, check_frames_match_colmap, find_datasets
 from pipeline.lock import job_lock
 from pipeline.nerfstudio import process_data_command, train_command
-from pipeline.preview import DEFAULT_RENDERER, PREVIEW_FILES, PreviewRenderer
+from pipeline.preview import DEFAULT_RENDERER, PREVIEW_FILES, REPORT_FILES, PreviewRenderer
 from pipeline.rotate import rotate_ply
 from pipeline.splat_format import convert_ply_to_splat
 from pipeline.stage import Stage, run_stages
@@ -98,7 +98,7 @@ def job_stages(
             "preview",
             weight=5,
             run=preview.render,
-            outputs=tuple(PREVIEW_FILES.values()),
+            outputs=(*PREVIEW_FILES.values(), *REPORT_FILES.values()),
             expected=tuple(str(path) for path in PREVIEW_FILES.values()),
             best_effort=True,
             needs=("train",),

@@ -24,6 +24,8 @@ ROTATED_PLY = SPLATTER / "splat_rot.ply"
 SPLAT_FILE = SPLATTER / "splat_rot.splat"
 PREVIEW = SPLATTER / "preview.mp4"
 POSTER = SPLATTER / "preview.jpg"
+QUALITY = SPLATTER / "quality.json"
+COVERAGE = SPLATTER / "coverage.jpg"
 
 STAGE_MARKERS = Path(".pipeline")
 LOCK_FILE = STAGE_MARKERS / "lock"

@@ -24,12 +24,14 @@ from pathlib import Path
 
 from pipeline.commands import RunningCommand, start_command
 from pipeline.errors import PipelineError
-from pipeline.layout import CONFIG, POSTER, PREVIEW
+from pipeline.layout import CONFIG, COVERAGE, POSTER, PREVIEW, QUALITY
 
 DEFAULT_RENDERER = (sys.executable, "-m", "splat_render", "preview")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where ``splat_render`` lives when not installed
 # Each file the renderer writes, by the option that names it.
 PREVIEW_FILES = {"--output": PREVIEW, "--poster": POSTER}
+# The quality report and coverage picture: best-effort within the preview (it may finish without them).
+REPORT_FILES = {"--quality-out": QUALITY, "--coverage-out": COVERAGE}
 GO_AHEAD = "render"  # the line that tells a renderer in standby that the run is finished
 
 
@@ -39,7 +41,8 @@ def renderer_environment() -> dict[str, str]:
 
 
 def preview_command(root: Path, renderer: tuple[str, ...]) -> list[str]:
-    files = [arg for option, path in PREVIEW_FILES.items() for arg in (option, str(root / path))]
+    named = {**PREVIEW_FILES, **REPORT_FILES}
+    files = [arg for option, path in named.items() for arg in (option, str(root / path))]
     return [*renderer, "--config", str(root / CONFIG), *files, "--standby"]
 
 

@@ -20,6 +20,7 @@ from .lease import LeaseKeeper
 from .outputs import Artifact, MissingOutput, Published, publish_outputs
 from .process import pipeline_command, pipeline_environment, run_process
 from .progress import event, failure_event, parse_progress_line, progress, task_percent
+from .quality import QualityFigures, read_quality
 from .redaction import Redactor
 from .retry import RetriesExhausted, describe_error
 from .transfer import TransferAborted
@@ -84,6 +85,7 @@ class JobSpec:
 class JobSucceeded:
     job: dict[str, str]
     artifacts: tuple[Artifact, ...]
+    quality: dict[str, Any] | None = None  # quality.json's figures, when run.py wrote a usable one
 
 
 @dataclass(frozen=True)
@@ -177,17 +179,24 @@ class SplatJob:
         self._stage = "upload"
         self._report(progress(85, "upload", "starting"))
         published = publish_outputs(self._domain, job_root, inputs.suffix, self._on_uploaded)
+        quality = read_quality(job_root)
         self._report(
             progress(
-                95, "upload", "completed", preview=published.preview_video.note, poster=published.poster.note
+                95,
+                "upload",
+                "completed",
+                preview=published.preview_video.note,
+                poster=published.poster.note,
+                coverage_picture=published.coverage.note,
             ),
             *(
                 event("info" if output.artifact else "warning", "upload", output.note)
                 for output in published.best_effort
             ),
+            *([] if quality.figures is not None else [event("warning", "upload", quality.note)]),
         )
-        self._report(self._final_progress(published))
-        return JobSucceeded(job=self._spec.job_info, artifacts=published.artifacts)
+        self._report(self._final_progress(published, quality))
+        return JobSucceeded(job=self._spec.job_info, artifacts=published.artifacts, quality=quality.figures)
 
     def _run_pipeline(self, job_root: Path) -> None:
         script = self._config.run_script
@@ -233,7 +242,7 @@ class SplatJob:
             event("info", "upload", f"uploaded {artifact.name}", artifact=artifact.as_dict()),
         )
 
-    def _final_progress(self, published: Published) -> dict[str, Any]:
+    def _final_progress(self, published: Published, quality: QualityFigures) -> dict[str, Any]:
         return progress(
             100,
             "complete",
@@ -241,8 +250,12 @@ class SplatJob:
             artifacts=[a.as_dict() for a in published.artifacts],
             preview_video=published.preview_video.artifact_dict(),
             preview_image=published.poster.artifact_dict(),
+            coverage_image=published.coverage.artifact_dict(),
             preview=published.preview_video.note,
             poster=published.poster.note,
+            coverage_picture=published.coverage.note,
+            quality=quality.figures,
+            quality_note=quality.note,
         )
 
     def _report(self, new_progress: dict[str, Any], *events: dict[str, Any]) -> None:

@@ -133,7 +133,11 @@ class Node:
                 task_id, lambda: self._dms.fail(task_id, f"runner failed: {cancelled.value}", None)
             )
         elif isinstance(outcome, JobSucceeded):
-            meta = {"job": outcome.job, "artifacts": [a.as_dict() for a in outcome.artifacts]}
+            meta = {
+                "job": outcome.job,
+                "artifacts": [a.as_dict() for a in outcome.artifacts],
+                "quality": outcome.quality,
+            }
             self._tell_dms(
                 task_id, lambda: self._dms.complete(task_id, [a.id for a in outcome.artifacts], meta)
             )

@@ -1,4 +1,5 @@
-"""Publishes what run.py produced: the splat (required), its preview video and poster (best-effort)."""
+"""Publishes what run.py produced: the splat (required), its preview video, poster and coverage
+picture (best-effort)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ POSTER = Output(
     Path("refined/splatter/preview.jpg"), "refined_splat_preview_image", "splat_preview_image", "poster"
 )
 
+COVERAGE = Output(
+    Path("refined/splatter/coverage.jpg"),
+    "refined_splat_coverage_image",
+    "splat_coverage_image",
+    "coverage picture",
+)
+
 
 class MissingOutput(RuntimeError):
     """run.py finished without writing an output the task cannot do without."""
@@ -68,10 +76,11 @@ class Published:
     splat: Artifact
     preview_video: BestEffort
     poster: BestEffort
+    coverage: BestEffort
 
     @property
     def best_effort(self) -> tuple[BestEffort, ...]:
-        return (self.preview_video, self.poster)
+        return (self.preview_video, self.poster, self.coverage)
 
     @property
     def artifacts(self) -> tuple[Artifact, ...]:
@@ -88,7 +97,8 @@ def artifact_name(base: str, suffix: str) -> str:
 def publish_outputs(
     domain: DomainClient, job_root: Path, suffix: str, on_uploaded: Callable[[Artifact], None]
 ) -> Published:
-    """Upload the splat, then the preview video, then the poster; only a splat failure raises."""
+    """Upload the splat, then the preview video, the poster and the coverage picture; only a splat
+    failure raises."""
     uploaded: dict[str, str] = {}
 
     def upload(output: Output) -> Artifact:
@@ -119,5 +129,8 @@ def publish_outputs(
         raise MissingOutput(f"run.py produced no {SPLAT.path}")
     splat = upload(SPLAT)
     return Published(
-        splat, preview_video=upload_best_effort(PREVIEW_VIDEO), poster=upload_best_effort(POSTER)
+        splat,
+        preview_video=upload_best_effort(PREVIEW_VIDEO),
+        poster=upload_best_effort(POSTER),
+        coverage=upload_best_effort(COVERAGE),
     )

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--camera-path-out", type=Path, help="also write the nerfstudio camera-path JSON here"
     )
+    preview.add_argument(
+        "--quality-out", type=Path, help="also write the quality and coverage report (JSON), best-effort"
+    )
+    preview.add_argument(
+        "--coverage-out", type=Path, help="also write the coverage picture (JPEG or PNG), best-effort"
+    )
     preview.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
     preview.add_argument(
         "--standby",
@@ -184,7 +190,7 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
     from splat_render.orbit import PathSpec
     from splat_render.outputs import check_writable
     from splat_render.ply import parse_axis
-    from splat_render.preview import PreviewSpec, preview_outputs, render_preview
+    from splat_render.preview import PreviewSpec, preview_outputs, render_preview, report_outputs
     from splat_render.raster import resolve_device
 
     console = Console(stderr=True)
@@ -210,9 +216,12 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
         contact_sheet=args.contact_sheet,
         keep_unobserved=args.keep_unobserved,
         up=None if args.up is None else tuple(parse_axis(args.up)),
+        quality_out=args.quality_out,
+        coverage_out=args.coverage_out,
     )
     # The run being trained may not have made its folder yet: with --standby that is checked later.
-    check_writable(preview_outputs(args.output, spec), folders_may_appear=args.standby)
+    outputs = [*preview_outputs(args.output, spec), *report_outputs(spec)]
+    check_writable(outputs, folders_may_appear=args.standby)
     if args.standby:  # options and outputs are checked: a mistake fails now, not when training has finished
         from splat_render.standby import stand_by
 
@@ -230,11 +239,32 @@ def run_preview(args: argparse.Namespace, started: float) -> int:
         f"{dropped}\n"
         f"[bold green]wrote[/] {report.output}: {report.frames} frames {report.width}x{report.height} "
         f"@ {report.fps} fps, {report.bytes / 1e6:.2f} MB, on {report.device}{stills}\n"
-        f"stages: {stages}",
+        f"stages: {stages}{report_summary(report)}",
         highlight=False,
     )
     print(report.output)
     return 0
+
+
+def report_summary(report) -> str:
+    """The quality report's line for the summary: its headline figures, or why it was skipped."""
+    if report.report_note is not None:
+        return f"\n[yellow]{report.report_note}[/]"
+    if report.report is None:
+        return ""
+    quality, coverage = report.report["quality"], report.report["coverage"]
+    parts = [
+        f"{split} PSNR {quality[split]['psnr']:.2f} dB, SSIM {quality[split]['ssim']:.3f} "
+        f"({quality[split]['views']} views)"
+        for split in ("held_out", "training")
+        if quality.get(split)
+    ]
+    if coverage is not None:
+        parts.append(
+            f"{coverage['well_seen']:.0%} of the content seen from 3+ directions, "
+            f"{coverage['unseen'] + coverage['one_direction']:.0%} from one or none"
+        )
+    return "\nreport: " + ("; ".join(parts) or quality.get("note", "no figures"))
 
 
 @contextlib.contextmanager

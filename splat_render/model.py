@@ -54,6 +54,7 @@ class LoadedSplat:
     cameras: Cameras  # training cameras on the CPU: OpenGL poses (training frame), intrinsics, sizes
     checkpoint: Path
     step: int
+    dataparser: Any = None  # the run's dataparser config, relocated: the quality report parses it again
 
 
 def find_checkpoint(config_path: Path) -> Path:
@@ -335,6 +336,7 @@ def extract(pipeline: Any, checkpoint: Path, step: int, device: torch.device) ->
         cameras=cameras.to("cpu"),
         checkpoint=checkpoint,
         step=int(step),
+        dataparser=pipeline.datamanager.config.dataparser,
     )
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,9 @@ from splat_render.model import BACKGROUNDS
 from splat_render.orbit import CameraPath, PathSpec, write_camera_path
 from splat_render.outputs import check_writable, published_together
 from splat_render.paths import PathScore, choose_path, poster_frame
+from splat_render.quality import Evaluation, start_evaluation
 from splat_render.raster import RenderSettings, render_frames, resolve_device
+from splat_render.report import ReportInputs, write_report
 from splat_render.sheet import (
     SHEET_WIDTH,
     contact_sheet,
@@ -53,9 +56,11 @@ class PreviewSpec:
     contact_sheet: Path | None = None  # PNG grid of evenly spaced frames
     keep_unobserved: bool = False  # draw the gaussians no training view saw
     up: tuple[float, float, float] | None = None  # known up direction; None: the PLY's header, or estimated
+    quality_out: Path | None = None  # the quality and coverage report (JSON), best-effort
+    coverage_out: Path | None = None  # the poster's frame with thinly seen content tinted, best-effort
 
     def __post_init__(self) -> None:
-        for still in (self.poster, self.contact_sheet):
+        for still in (self.poster, self.contact_sheet, self.coverage_out):
             if still is not None:
                 image_format(still)
 
@@ -69,6 +74,8 @@ class Scene:
     cameras: Cameras | None  # the training cameras, if known
     up: np.ndarray | None = None  # up as the input declares it (a PLY header), if it does
     non_finite: int = 0  # gaussians of the input left out for a NaN or infinite value
+    step: int | None = None  # the checkpoint's training step, with a config
+    dataparser: Any = None  # the run's dataparser config, with a config (the quality report reads it)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ class PreviewReport:
     analysis: SceneAnalysis
     stills: tuple[Path, ...]  # poster and contact sheet written beside the video
     stage_seconds: dict[str, float]
+    report: dict[str, Any] | None = None  # the quality report written, if asked for and made
+    report_note: str | None = None  # why the report asked for was not written
 
 
 def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> Scene:
@@ -109,13 +118,14 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
             "give --config (a splatfacto config.yml) and/or --ply (an exported splat.ply)"
         )
     up = None  # with a config the training cameras know up better than a PLY's blanket header
+    step = dataparser = None
     if config is not None:
         from splat_render.model import load_splatfacto
 
         # With --ply the checkpoint supplies only settings and cameras: keep its copy off the GPU.
         loaded = load_splatfacto(config, device if ply is None else torch.device("cpu"))
         settings = RenderSettings(loaded.background.to(device), loaded.rasterize_mode)
-        cameras = loaded.cameras
+        cameras, step, dataparser = loaded.cameras, loaded.step, loaded.dataparser
     else:
         # A bare PLY gets splatfacto's default eval background.
         settings, cameras = RenderSettings(torch.tensor(BACKGROUNDS["random"], device=device)), None
@@ -131,7 +141,8 @@ def load_scene(config: Path | None, ply: Path | None, device: torch.device) -> S
 
     # What the export writes: no rows the rasterizer cannot draw (non-finite) or skips (faint).
     rows = exported_rows(gaussians, source)
-    return Scene(gaussians.select(rows.kept).to(device), settings, cameras, up, non_finite=rows.non_finite)
+    kept = gaussians.select(rows.kept).to(device)
+    return Scene(kept, settings, cameras, up, rows.non_finite, step, dataparser)
 
 
 def plan_preview(scene: Scene, spec: PreviewSpec) -> Plan:
@@ -159,9 +170,24 @@ def render_preview(
     started = time.perf_counter()
     output = Path(output)
     outputs = preview_outputs(output, spec)
-    check_writable(outputs)  # a path that cannot be written fails now, before minutes of rendering
+    check_writable([*outputs, *report_outputs(spec)])  # fail now, before minutes of rendering
     device = resolve_device(spec.device)
     scene = load_scene(config, ply, device)
+    with start_evaluation(scene.dataparser if spec.quality_out else None, device) as evaluation:
+        return render_loaded(scene, output, outputs, spec, evaluation, on_frames, started)
+
+
+def render_loaded(
+    scene: Scene,
+    output: Path,
+    outputs: list[Path],
+    spec: PreviewSpec,
+    evaluation: Evaluation | None,
+    on_frames: Callable[[int], None] | None,
+    started: float,
+) -> PreviewReport:
+    """Plan, render and publish the preview of a loaded scene, then, best-effort, its report."""
+    device = scene.gaussians.device
     loaded = time.perf_counter()
     plan = plan_preview(scene, spec)
     path = plan.path
@@ -179,6 +205,8 @@ def render_preview(
         result = encode_frames(batches, temps[output], path.width, path.height, spec.encoder)
         stills = write_stills(kept, plan.poster_index, sheet, spec, temps)
     finished = time.perf_counter()
+    report, note = best_effort_report(scene, plan, spec, evaluation)
+    reported = time.perf_counter()
     return PreviewReport(
         output=output,
         frames=result.frames,
@@ -199,9 +227,39 @@ def render_preview(
             "analysis_and_path": planned - loaded,
             "render_and_encode": finished - planned,
             "encode": result.encode_seconds,
-            "total": finished - started,
+            **({"report": reported - finished} if report_outputs(spec) else {}),
+            "total": reported - started,
         },
+        report=report,
+        report_note=note,
     )
+
+
+def report_outputs(spec: PreviewSpec) -> list[Path]:
+    """The report's files: published together after the preview, or not at all."""
+    return [Path(path) for path in (spec.quality_out, spec.coverage_out) if path is not None]
+
+
+def best_effort_report(
+    scene: Scene, plan: Plan, spec: PreviewSpec, evaluation: Evaluation | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Write the quality report asked for; a failure is a note, never a lost preview."""
+    if not report_outputs(spec):
+        return None, None
+    inputs = ReportInputs(
+        scene.gaussians,
+        plan.drawn,
+        scene.settings,
+        scene.step,
+        scene.non_finite,
+        plan.analysis,
+        plan.path,
+        plan.poster_index,
+    )
+    try:
+        return write_report(inputs, evaluation, spec.quality_out, spec.coverage_out), None
+    except Exception as exc:  # best-effort: the preview is published already
+        return None, f"quality report skipped: {type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def preview_outputs(output: Path, spec: PreviewSpec) -> list[Path]:

@@ -154,3 +154,30 @@ def shown_points(
     nearest = torch.cat([grid.reshape(len(c2w), -1), nearest[:, -1:]], dim=1)
     shown = inside & (depth <= nearest.gather(1, cell) * (1 + DEPTH_TOLERANCE))
     return shown, offsets / distances[..., None], distances
+
+
+DISTINCT_ANGLE_DEG = 15.0
+"""Two views see a point from distinct directions when their rays to it are at least this far apart:
+closer views see the same side nearly alike and pin neither its depth nor its view-dependent colour."""
+
+
+def distinct_directions(
+    support: ViewSupport, min_angle_deg: float = DISTINCT_ANGLE_DEG, enough: int = 3
+) -> torch.Tensor:
+    """[S] how many of the views that saw each point saw it from directions pairwise at least
+    ``min_angle_deg`` apart, up to ``enough``: views taken greedily in capture order (a lower bound
+    of the largest such set, exact for 0 and 1 and nearly always for more)."""
+    cos_limit = math.cos(math.radians(min_angle_deg))
+    points = len(support.points)
+    device = support.points.device
+    every = torch.arange(points, device=device)
+    chosen = torch.zeros(enough, points, 3, device=device)
+    count = torch.zeros(points, dtype=torch.long, device=device)
+    used = torch.arange(enough, device=device)[:, None]
+    for seen, direction in zip(support.seen, support.directions, strict=True):
+        near = ((chosen * direction[None]).sum(dim=2) > cos_limit) & (used < count[None])
+        take = seen & ~near.any(dim=0) & (count < enough)
+        slot = count.clamp(max=enough - 1)
+        chosen[slot, every] = torch.where(take[:, None], direction, chosen[slot, every])
+        count += take
+    return count

@@ -66,6 +66,7 @@ def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, f
     assert result.progress() == expected
     for path in (layout.SPLAT_PLY, layout.ROTATED_PLY, layout.SPLAT_FILE, layout.PREVIEW, layout.POSTER):
         assert (job_root / path).is_file(), path
+    assert (job_root / layout.QUALITY).is_file() and (job_root / layout.COVERAGE).is_file()
     assert (job_root / layout.SPLAT_FILE).stat().st_size == 32 * 2000
     assert len(list((job_root / layout.FRAMES).glob("*.jpg"))) == 5
     assert preview.calls() == [
@@ -74,6 +75,8 @@ def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, f
                 "--config": str(job_root / layout.CONFIG),
                 "--output": str(job_root / layout.PREVIEW),
                 "--poster": str(job_root / layout.POSTER),
+                "--quality-out": str(job_root / layout.QUALITY),
+                "--coverage-out": str(job_root / layout.COVERAGE),
             },
             "standby": True,
             "splat.ply at go-ahead": False,  # told to render as soon as training ended
@@ -215,6 +218,19 @@ def test_a_crashing_preview_leaves_a_successful_job(job_root, run_job, fake_tool
     assert "preview failed, the job goes on without it" in result.stdout
     assert "CUDA error: out of memory" in result.stdout
     assert result.stages()[-1] == "done"
+
+
+def test_a_preview_without_its_report_is_done_and_not_rendered_again(
+    job_root, run_job, fake_tools, fake_preview
+):
+    preview = fake_preview("no-report")
+    assert run_job().status == 0
+    assert (job_root / layout.PREVIEW).is_file() and not (job_root / layout.QUALITY).exists()
+
+    again = run_job()
+
+    assert again.status == 0 and len(preview.calls()) == 1
+    assert again.stdout.count("already done, skipped") == len(STAGES)
 
 
 def test_a_renderer_that_dies_in_standby_leaves_a_successful_job(job_root, run_job, fake_tools, fake_preview):

@@ -1,12 +1,12 @@
-"""Stands in for run.py in the runner tests.
-
-FAKE_RUN_MODE picks the behaviour: ok (splat, preview video and poster), no_poster, no_preview (neither
-video nor poster), no_splat, fail, hang (progress lines until killed), hang_quietly (no output until
-killed). FAKE_SLEEP_SECS delays the start. fail ends with the text of FAKE_FAILURE_FILE as its last
-line when that is set (a program printing what it found). FAKE_ENV_FILE, when set, receives its
-environment as JSON. The splat it writes is a JSON report of what it saw (its arguments, working
-directory, whether output is unbuffered, every input file's sha256), padded to FAKE_SPLAT_BYTES, so
-tests can check the inputs the runner laid out by reading back the upload."""
+"""Stands in for run.py in the runner tests. FAKE_RUN_MODE picks the behaviour: ok (splat, preview video,
+poster, coverage picture and quality.json, FAKE_QUALITY_FILE its text), no_poster,
+no_report (neither coverage picture nor quality.json), no_preview (none of the four), no_splat, fail,
+hang (progress lines until killed), hang_quietly (no output until killed). FAKE_SLEEP_SECS delays the
+start. fail ends with the text of FAKE_FAILURE_FILE as its last line when that is set (a program
+printing what it found). FAKE_ENV_FILE, when set, receives its environment as JSON. The splat it writes
+is a JSON report of what it saw (its arguments, working directory, whether output is unbuffered, every
+input file's sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs the runner laid out by
+reading back the upload."""
 
 import argparse
 import hashlib
@@ -25,6 +25,14 @@ parser.add_argument("--log_level", required=True)
 args = parser.parse_args()
 mode = os.environ.get("FAKE_RUN_MODE", "ok")
 root = Path(args.job_root_path)
+
+
+FAKE_QUALITY = {
+    "schema": 1,
+    "gaussians": 1000,
+    "quality": {"held_out": {"views": 2, "psnr": 25.5, "per_view": [{"psnr": 25.0}, {"psnr": 26.0}]}},
+    "coverage": {"well_seen": 0.8, "thin_regions": [{"where": "far, upper"}]},
+}
 
 
 def progress(stage: str, pct: int) -> None:
@@ -81,4 +89,8 @@ if mode not in ("no_preview", "no_splat"):
     (splatter / "preview.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom fake preview video")
 if mode not in ("no_poster", "no_preview", "no_splat"):
     (splatter / "preview.jpg").write_bytes(b"\xff\xd8\xff\xe0 fake poster")
+if mode not in ("no_report", "no_preview", "no_splat"):
+    (splatter / "coverage.jpg").write_bytes(b"\xff\xd8\xff\xe0 fake coverage")
+    quality = os.environ.get("FAKE_QUALITY_FILE")
+    (splatter / "quality.json").write_text(Path(quality).read_text() if quality else json.dumps(FAKE_QUALITY))
 progress("export", 100)

@@ -40,6 +40,8 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     assert (splat.data_type, preview.data_type) == ("splat_data", "splat_preview_video")
     assert preview.content == b"\x00\x00\x00\x18ftypisom fake preview video"
     assert poster.data_type == "splat_preview_image" and poster.content == b"\xff\xd8\xff\xe0 fake poster"
+    coverage = emulator.item_named(f"refined_splat_coverage_image{SUFFIX}")
+    assert coverage.data_type == "splat_coverage_image" and coverage.content.endswith(b"fake coverage")
 
     # run.py saw the inputs laid out as PROTOCOL.md §4 says, and was launched as it says.
     report = splat_report(emulator)
@@ -75,11 +77,24 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
             "data_type": "splat_preview_image",
             "id": poster.id,
         },
+        {
+            "logical_path": "refined/splatter/coverage.jpg",
+            "name": coverage.name,
+            "data_type": "splat_coverage_image",
+            "id": coverage.id,
+        },
     ]
     job = {"task_id": task_id, "job_id": task.job_id, "domain_id": DOMAIN_ID, "capability": CAPABILITY}
+    # quality.json's figures, its per-view lists left out
+    quality = {
+        "schema": 1,
+        "gaussians": 1000,
+        "quality": {"held_out": {"views": 2, "psnr": 25.5}},
+        "coverage": {"well_seen": 0.8, "thin_regions": [{"where": "far, upper"}]},
+    }
     assert emulator.completes[task_id] == {
-        "output_cids": [splat.id, preview.id, poster.id],
-        "meta": {"job": job, "artifacts": artifacts},
+        "output_cids": [splat.id, preview.id, poster.id, coverage.id],
+        "meta": {"job": job, "artifacts": artifacts, "quality": quality},
     }
 
     # progress: leased, workspace, inputs, python band (run.py's 0/20/60/100), upload band, complete
@@ -87,13 +102,17 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     assert [(b["progress"]["progress"], b["progress"]["stage"]) for b in beats] == [
         (0, "leased"), (5, "workspace"), (20, "inputs"), (35, "python"), (35, "python"), (44, "python"),
         (62, "python"), (80, "python"), (80, "python"), (85, "upload"), (90, "upload"), (90, "upload"),
-        (90, "upload"), (95, "upload"), (100, "complete"),
+        (90, "upload"), (90, "upload"), (95, "upload"), (100, "complete"),
     ]  # fmt: skip
     final = beats[-1]["progress"]
     assert final["status"] == "succeeded" and final["artifacts"] == artifacts
     assert (final["preview_video"], final["preview_image"]) == (artifacts[1], artifacts[2])
     assert (final["preview"], final["poster"]) == ("preview video uploaded", "poster uploaded")
-    assert beats[-3]["progress"]["uploaded"] == [splat.name, preview.name, poster.name]  # poster last
+    assert (
+        final["coverage_image"] == artifacts[3] and final["coverage_picture"] == "coverage picture uploaded"
+    )
+    assert final["quality"] == quality and final["quality_note"] == "quality report read"
+    assert beats[-3]["progress"]["uploaded"] == [splat.name, preview.name, poster.name, coverage.name]
     assert beats[6]["progress"]["step"] == "train" and beats[6]["progress"]["step_pct"] == 60
 
     # every domain request carried the client id and the token rotated by the first heartbeat
@@ -114,8 +133,20 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
 @pytest.mark.parametrize(
     ("mode", "published", "missing"),
     [
-        ("no_poster", ("refined_splat", "refined_splat_preview_video"), (("preview.jpg", "poster"),)),
-        ("no_preview", ("refined_splat",), (("preview.mp4", "preview video"), ("preview.jpg", "poster"))),
+        (
+            "no_poster",
+            ("refined_splat", "refined_splat_preview_video", "refined_splat_coverage_image"),
+            (("preview.jpg", "poster"),),
+        ),
+        (
+            "no_preview",
+            ("refined_splat",),
+            (
+                ("preview.mp4", "preview video"),
+                ("preview.jpg", "poster"),
+                ("coverage.jpg", "coverage picture"),
+            ),
+        ),
     ],
 )
 def test_missing_previews_complete_the_task_without_them_and_say_so(
@@ -137,10 +168,15 @@ def test_missing_previews_complete_the_task_without_them_and_say_so(
     assert final["poster"] == "run.py produced no refined/splatter/preview.jpg; completing without the poster"
     assert (final["preview_video"] is None) == (mode == "no_preview")
     warnings = [e["message"] for b in beats for e in b["events"] if e["level"] == "warning"]
+    no_report = ["run.py produced no refined/splatter/quality.json"] if mode == "no_preview" else []
     assert warnings == [
-        f"run.py produced no refined/splatter/{file}; completing without the {label}"
-        for file, label in missing
+        *(
+            f"run.py produced no refined/splatter/{file}; completing without the {label}"
+            for file, label in missing
+        ),
+        *no_report,
     ]
+    assert (final["quality"] is None) == (mode == "no_preview")
 
 
 def test_failed_preview_uploads_do_not_fail_the_task(emulator: Emulator, make_config):
@@ -167,9 +203,10 @@ def test_a_refused_poster_upload_leaves_the_video_and_completes(emulator: Emulat
 
     splat = emulator.item_named(f"refined_splat{SUFFIX}")
     preview = emulator.item_named(f"refined_splat_preview_video{SUFFIX}")
-    assert emulator.completes[task_id]["output_cids"] == [splat.id, preview.id]
+    coverage = emulator.item_named(f"refined_splat_coverage_image{SUFFIX}")
+    assert emulator.completes[task_id]["output_cids"] == [splat.id, preview.id, coverage.id]
     assert emulator.item_named(f"refined_splat_preview_image{SUFFIX}") is None
-    assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [200, 200, 403]  # refused: not retried
+    assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [200, 200, 403, 200]  # not retried
     beats = emulator.heartbeats(task_id)
     final = beats[-1]["progress"]
     assert final["preview_image"] is None and final["preview_video"]["id"] == preview.id
@@ -179,6 +216,39 @@ def test_a_refused_poster_upload_leaves_the_video_and_completes(emulator: Emulat
     )
     warnings = [e["message"] for b in beats for e in b["events"] if e["level"] == "warning"]
     assert warnings == [final["poster"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("{not json", "refined/splatter/quality.json is not valid JSON; left out"),
+        ('{"psnr": NaN}', "refined/splatter/quality.json is not valid JSON; left out"),
+        ("[" * 100_000, "refined/splatter/quality.json is not valid JSON; left out"),
+        ("[1, 2]", "refined/splatter/quality.json is not a JSON object; left out"),
+        (
+            '{"x": "' + "a" * 300_000 + '"}',
+            "refined/splatter/quality.json is larger than 262144 bytes; left out",
+        ),
+        (
+            '{"x": "' + "a" * 20_000 + '"}',
+            "refined/splatter/quality.json's figures exceed 16384 bytes; left out",
+        ),
+    ],
+)
+def test_a_hostile_quality_report_is_left_out_and_the_task_completes(
+    emulator: Emulator, make_config, monkeypatch, tmp_path, text, note
+):
+    (tmp_path / "quality.json").write_text(text)
+    monkeypatch.setenv("FAKE_QUALITY_FILE", str(tmp_path / "quality.json"))
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.completes[task_id]["meta"]["quality"] is None
+    beats = emulator.heartbeats(task_id)
+    final = beats[-1]["progress"]
+    assert final["status"] == "succeeded" and final["quality"] is None and final["quality_note"] == note
+    assert [e["message"] for b in beats for e in b["events"] if e["level"] == "warning"] == [note]
 
 
 def test_missing_splat_fails_the_task_with_a_reason(emulator: Emulator, make_config, monkeypatch):

@@ -317,3 +317,16 @@ def test_config_defaults_and_one_line_errors(tmp_path: Path):
         with pytest.raises(ConfigError, match=variable) as caught:
             load_config(broken, tmp_path)
         assert "\n" not in str(caught.value)
+
+
+def test_a_quality_report_that_is_a_link_is_not_followed(tmp_path):
+    from runner.quality import QUALITY, read_quality
+
+    elsewhere = tmp_path / "secret.json"
+    elsewhere.write_text('{"key": "not for DMS"}')
+    (tmp_path / QUALITY).parent.mkdir(parents=True)
+    (tmp_path / QUALITY).symlink_to(elsewhere)
+
+    read = read_quality(tmp_path)
+
+    assert read.figures is None and read.note.startswith("refined/splatter/quality.json cannot be read")

@@ -13,7 +13,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS_BEFORE = {"ns_export", "rotate", "convert", "preview", "wall"}
-STEPS_AFTER = {"renderer_imports", "preview", "export", "rotate", "convert", "wall", "preview_delay"}
+STEPS_AFTER = {
+    "renderer_imports",
+    "preview",
+    "export",
+    "rotate",
+    "convert",
+    "wall",
+    "preview_delay",
+    "report",
+}
 WARM_UP = "renderer_warm_up"  # the renderer's GPU warm-up in standby: none without CUDA
 
 
@@ -27,6 +36,7 @@ def test_the_tail_bench_times_both_tails(tmp_path):
         "--min-training-s", "0",
         "--views", "8",
         "--view-size", "64x48",
+        "--images",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
 
@@ -38,6 +48,11 @@ def test_the_tail_bench_times_both_tails(tmp_path):
     assert set(run["before"]) == STEPS_BEFORE and set(run["after"]) == STEPS_AFTER | {WARM_UP}
     assert run["after"].pop(WARM_UP) is None
     assert all(seconds >= 0 for seconds in [*run["before"].values(), *run["after"].values()])
+    quality = json.loads((out / "scenes" / "400" / "refined/splatter/quality.json").read_text())
+    assert quality["quality"]["training"]["psnr"] > 30  # its images are its own renders (JPEG)
+    assert (
+        quality["quality"]["held_out_note"] == "the dataset has no held-out views"
+    )  # 8 views: none held out
     assert run["after"]["wall"] >= run["after"]["preview"]  # the job waited for the preview
     rows = (out / "table.md").read_text().splitlines()
     assert rows[0].startswith("device: CPU") and rows[3].startswith("| 400 | ")
