@@ -22,6 +22,7 @@ CHECKPOINTS = TRAIN_RUN / "nerfstudio_models"
 SPLAT_PLY = SPLATTER / "splat.ply"
 ROTATED_PLY = SPLATTER / "splat_rot.ply"
 SPLAT_FILE = SPLATTER / "splat_rot.splat"
+SOG_FILE = SPLATTER / "splat_rot.sog"
 PREVIEW = SPLATTER / "preview.mp4"
 POSTER = SPLATTER / "preview.jpg"
 
