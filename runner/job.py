@@ -179,7 +179,12 @@ class SplatJob:
         published = publish_outputs(self._domain, job_root, inputs.suffix, self._on_uploaded)
         self._report(
             progress(
-                95, "upload", "completed", preview=published.preview_video.note, poster=published.poster.note
+                95,
+                "upload",
+                "completed",
+                sog_note=published.sog.note,
+                preview=published.preview_video.note,
+                poster=published.poster.note,
             ),
             *(
                 event("info" if output.artifact else "warning", "upload", output.note)
@@ -239,10 +244,12 @@ class SplatJob:
             "complete",
             "succeeded",
             artifacts=[a.as_dict() for a in published.artifacts],
+            sog=published.sog.artifact_dict(),
             preview_video=published.preview_video.artifact_dict(),
             preview_image=published.poster.artifact_dict(),
             preview=published.preview_video.note,
             poster=published.poster.note,
+            sog_note=published.sog.note,
         )
 
     def _report(self, new_progress: dict[str, Any], *events: dict[str, Any]) -> None:
