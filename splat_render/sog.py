@@ -70,6 +70,67 @@ class SogReport:
 # ---- the functional core: gaussians → textures → bytes -------------------------------------------
 
 
+def decode_sog(data: bytes) -> Gaussians:
+    """The gaussians a .sog holds, in its order, decoded as PlayCanvas's reader decodes them (the
+    tests hold the two to the same values); float32 on the CPU."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        meta = json.loads(archive.read("meta.json"))
+        n = int(meta["count"])
+
+        def texels(name: str, rows: int | None = n) -> np.ndarray:
+            image = Image.open(io.BytesIO(archive.read(name))).convert("RGBA")
+            return np.asarray(image).reshape(-1, 4)[:rows].astype(np.int64)
+
+        low, high = (texels(name) for name in meta["means"]["files"])
+        mins, maxs = np.array(meta["means"]["mins"]), np.array(meta["means"]["maxs"])
+        logs = mins + np.where(maxs - mins != 0, maxs - mins, 1.0) * (
+            (low[:, :3] | (high[:, :3] << 8)) / 65535
+        )
+        quats = _decode_quats(texels(meta["quats"]["files"][0]))
+        scales = np.float32(meta["scales"]["codebook"])[texels(meta["scales"]["files"][0])[:, :3]]
+        sh0 = texels(meta["sh0"]["files"][0])
+        alpha = np.clip(sh0[:, 3] / 255, 1e-6, 1 - 1e-6)
+        sh_dc = np.float32(meta["sh0"]["codebook"])[sh0[:, :3]]
+        rest = np.zeros((n, 0, 3), dtype=np.float32)
+        if "shN" in meta and SH_COEFFS.get(meta["shN"]["bands"], 0):
+            coeffs = SH_COEFFS[meta["shN"]["bands"]]
+            labels = texels(meta["shN"]["files"][1])
+            labels = labels[:, 0] | (labels[:, 1] << 8)
+            palette = texels(meta["shN"]["files"][0], None).reshape(-1, coeffs, 4)[
+                :, :, :3
+            ]  # [entry, j, rgb]
+            book = np.float32(meta["shN"]["codebook"])
+            known = labels < min(int(meta["shN"]["count"]), len(palette))
+            rest = np.zeros((n, coeffs, 3), dtype=np.float32)
+            rest[known] = book[palette[labels[known]]]
+    return Gaussians(
+        means=torch.from_numpy((np.sign(logs) * np.expm1(np.abs(logs))).astype(np.float32)),
+        quats=torch.from_numpy(quats.astype(np.float32)),
+        log_scales=torch.from_numpy(scales),
+        opacity_logits=torch.from_numpy(np.log(alpha / (1 - alpha)).astype(np.float32)),
+        sh_dc=torch.from_numpy(sh_dc),
+        sh_rest=torch.from_numpy(rest),
+    )
+
+
+def _decode_quats(texels: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) from smallest-three texels; a tag outside 252..255 reads as the identity."""
+    largest = texels[:, 3] - 252
+    valid = (largest >= 0) & (largest <= 3)
+    three = (texels[:, :3] / 255 * 2 - 1) / math.sqrt(2)
+    slots = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[np.where(valid, largest, 0)]
+    quats = np.zeros((len(texels), 4))
+    np.put_along_axis(quats, slots, three, axis=1)
+    np.put_along_axis(
+        quats,
+        np.where(valid, largest, 0)[:, None],
+        np.sqrt(np.maximum(0, 1 - (three**2).sum(1)))[:, None],
+        axis=1,
+    )
+    quats[~valid] = [1.0, 0.0, 0.0, 0.0]
+    return quats
+
+
 def texture_size(count: int) -> tuple[int, int]:
     """(width, height) of the per-gaussian textures, as the reference sizes them."""
     width = math.ceil(math.sqrt(count) / 4) * 4
