@@ -296,11 +296,9 @@ def quantize_1d(
     bin_of = torch.clamp(torch.floor(bins * position), max=bins - 1).long()
     counts = torch.bincount(bin_of, minlength=bins).double()
     sums = torch.zeros(bins, dtype=torch.float64, device=values.device).index_add_(0, bin_of, sorted_values)
-    grid = v_min + (torch.arange(bins, dtype=torch.float64, device=values.device) + 0.5) / bins * v_range
-    centers = torch.where(counts > 0, sums / counts.clamp(min=1), grid)
-    centroids = _optimal_split(
-        centers.cpu().numpy(), (counts**alpha).cpu().numpy(), min(k, int((counts > 0).sum()))
-    )
+    filled = counts > 0  # an empty bin weighs nothing: leaving it out of the split changes no cost
+    centers = (sums[filled] / counts[filled]).cpu().numpy()
+    centroids = _optimal_split(centers, (counts[filled] ** alpha).cpu().numpy(), min(k, len(centers)))
     book = np.empty(k, dtype=np.float32)
     book[: len(centroids)] = centroids
     book[len(centroids) :] = centroids[-1]
