@@ -317,7 +317,8 @@ def kmeans(
     if n <= k:
         return points.clone(), torch.arange(n, device=points.device)
     centre = points.mean(dim=0)
-    x = points - centre  # distances are the same; smaller values keep half precision accurate
+    spread = (points - centre).abs().max().clamp(min=1e-12)
+    x = (points - centre) / spread  # the same nearest centroids, in half precision's range and accuracy
     centroids = x[torch.randperm(n, generator=generator)[:k].to(x.device)]
     labels = torch.empty(n, dtype=torch.long, device=x.device)
     for _ in range(iterations):
@@ -329,7 +330,7 @@ def kmeans(
         if empty.any():
             picks = torch.randint(n, (int(empty.sum()),), generator=generator).to(x.device)
             centroids[empty] = x[picks]
-    return centroids + centre, labels
+    return centroids * spread + centre, labels
 
 
 def nearest(points: torch.Tensor, centroids: torch.Tensor, budget: int = 1 << 28) -> torch.Tensor:
