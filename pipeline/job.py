@@ -1,7 +1,8 @@
-"""One splatter job: checks its inputs, then runs the seven stages (see ``stage``).
+"""One splatter job: checks its inputs, then runs the eight stages (see ``stage``).
 
-After training, the preview renders in the background while export, rotate and convert run in turn;
-its renderer starts with training, to import meanwhile (see ``preview``).
+After training, the preview renders in the background while export, rotate and convert run in turn,
+and the SOG compresses beside convert; the renderer starts with training, to import meanwhile (see
+``preview``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.lock import job_lock
 from pipeline.nerfstudio import process_data_command, train_command
 from pipeline.preview import DEFAULT_RENDERER, PREVIEW_FILES, REPORT_FILES, PreviewRenderer
 from pipeline.rotate import rotate_ply
+from pipeline.sog import compress_sog
 from pipeline.splat_format import convert_ply_to_splat
 from pipeline.stage import Stage, run_stages
 from splat_render.export import export_splat
@@ -122,8 +124,18 @@ def job_stages(
             needs=("export",),
         ),
         Stage(
+            "sog",
+            weight=2,
+            run=partial(compress_sog, root / layout.ROTATED_PLY, root / layout.SOG_FILE),
+            outputs=(layout.SOG_FILE,),
+            expected=(str(layout.SOG_FILE),),
+            best_effort=True,
+            needs=("rotate",),
+            background=True,
+        ),
+        Stage(
             "convert",
-            weight=3,
+            weight=1,
             run=partial(convert_ply_to_splat, root / layout.ROTATED_PLY, root / layout.SPLAT_FILE),
             outputs=(layout.SPLAT_FILE,),
             expected=(str(layout.SPLAT_FILE),),

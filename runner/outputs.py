@@ -1,4 +1,4 @@
-"""Publishes what run.py produced: the splat (required), its preview video, poster and coverage
+"""Publishes what run.py produced: the splat (required); its SOG, preview video, poster and coverage
 picture (best-effort)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class Output:
 
 
 SPLAT = Output(Path("refined/splatter/splat_rot.splat"), "refined_splat", "splat_data", "splat")
+SOG = Output(Path("refined/splatter/splat_rot.sog"), "refined_splat_sog", "splat_data_sog", "SOG")
 PREVIEW_VIDEO = Output(
     Path("refined/splatter/preview.mp4"),
     "refined_splat_preview_video",
@@ -73,6 +74,7 @@ class BestEffort:
 
 @dataclass(frozen=True)
 class Published:
+    sog: BestEffort
     splat: Artifact
     preview_video: BestEffort
     poster: BestEffort
@@ -80,11 +82,20 @@ class Published:
 
     @property
     def best_effort(self) -> tuple[BestEffort, ...]:
-        return (self.preview_video, self.poster, self.coverage)
+        return (self.sog, self.preview_video, self.poster, self.coverage)
 
     @property
     def artifacts(self) -> tuple[Artifact, ...]:
-        return (self.splat, *(output.artifact for output in self.best_effort if output.artifact is not None))
+        """In upload order: the SOG (the viewer's first choice), the splat, the preview video, the poster,
+        the coverage picture."""
+        uploaded = (
+            self.sog.artifact,
+            self.splat,
+            self.preview_video.artifact,
+            self.poster.artifact,
+            self.coverage.artifact,
+        )
+        return tuple(artifact for artifact in uploaded if artifact is not None)
 
 
 def artifact_name(base: str, suffix: str) -> str:
@@ -97,8 +108,8 @@ def artifact_name(base: str, suffix: str) -> str:
 def publish_outputs(
     domain: DomainClient, job_root: Path, suffix: str, on_uploaded: Callable[[Artifact], None]
 ) -> Published:
-    """Upload the splat, then the preview video, the poster and the coverage picture; only a splat
-    failure raises."""
+    """Upload the SOG, the splat, the preview video, the poster, then the coverage picture; only a
+    splat failure raises (a missing splat before anything is uploaded)."""
     uploaded: dict[str, str] = {}
 
     def upload(output: Output) -> Artifact:
@@ -127,8 +138,10 @@ def publish_outputs(
 
     if not (job_root / SPLAT.path).is_file():
         raise MissingOutput(f"run.py produced no {SPLAT.path}")
+    sog = upload_best_effort(SOG)
     splat = upload(SPLAT)
     return Published(
+        sog,
         splat,
         preview_video=upload_best_effort(PREVIEW_VIDEO),
         poster=upload_best_effort(POSTER),

@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--output", "-o", type=Path, required=True, help="PLY to write")
 
+    sog = commands.add_parser("sog", help="write PlayCanvas's compressed SOG of a splat PLY")
+    sog.add_argument("--ply", type=Path, required=True, help="gaussian-splat PLY to compress")
+    sog.add_argument("--output", "-o", type=Path, required=True, help=".sog file to write")
+    sog.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (for the clustering)")
+
     synthetic = commands.add_parser("synthetic", help="write the bundled synthetic splatfacto run")
     synthetic.add_argument("out_dir", type=Path, help="job root to write refined/... into")
     synthetic.add_argument("--gaussians", type=int, default=50_000)
@@ -149,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_preview(args, started)
         if args.command == "export":
             return run_export(args)
+        if args.command == "sog":
+            return run_sog(args)
         if args.command == "synthetic":
             return run_synthetic(args)
         from splat_render.bench import run_bench
@@ -166,6 +173,19 @@ def run_export(args: argparse.Namespace) -> int:
     print(
         f"wrote {report.output}: {report.written:,} gaussians from {report.checkpoint.name} "
         f"(dropped {report.non_finite:,} with non-finite values, {report.faint:,} fainter than 1/255)"
+    )
+    return 0
+
+
+def run_sog(args: argparse.Namespace) -> int:
+    from splat_render.sog import write_sog
+
+    report = write_sog(args.ply, args.output, args.device)
+    dropped = f"; dropped {report.non_finite:,} with non-finite values" if report.non_finite else ""
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
+    print(
+        f"wrote {report.output}: {report.gaussians:,} gaussians, SH degree {report.sh_degree}, "
+        f"{report.bytes / 1e6:.2f} MB, on {report.device}{dropped}\nstages: {stages}"
     )
     return 0
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +25,10 @@ from pipeline.errors import PipelineError
 from pipeline.preview import DEFAULT_RENDERER, PreviewRenderer
 from splat_render.errors import PreviewInputError
 
-STAGES = ["extract_frames", "process_data", "train", "preview", "export", "rotate", "convert"]
+STAGES = ["extract_frames", "process_data", "train", "preview", "export", "rotate", "sog", "convert"]
 TOOLS = ["ns-process-data", "ns-train"]
-# The preview's share (5) counts once the job has waited for it, at the end.
-PERCENT_AT_START = [0, 5, 10, 85, 85, 90, 92, 100]
+# The preview's (5) and the SOG's (2) shares count once the job has waited for them, at the end.
+PERCENT_AT_START = [0, 5, 10, 85, 85, 90, 92, 92, 100]
 REPO = Path(run.__file__).resolve().parent
 
 
@@ -68,6 +70,9 @@ def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, f
         assert (job_root / path).is_file(), path
     assert (job_root / layout.QUALITY).is_file() and (job_root / layout.COVERAGE).is_file()
     assert (job_root / layout.SPLAT_FILE).stat().st_size == 32 * 2000
+    with zipfile.ZipFile(job_root / layout.SOG_FILE) as sog:
+        meta = json.loads(sog.read("meta.json"))
+    assert meta["count"] == 2000 and meta["shN"]["bands"] == 3
     assert len(list((job_root / layout.FRAMES).glob("*.jpg"))) == 5
     assert preview.calls() == [
         {
@@ -195,6 +200,45 @@ def test_a_truncated_output_is_written_again(job_root, run_job, fake_tools, fake
     assert again.status == 0, again.stderr
     assert "convert: already done" not in again.stdout and "rotate: already done" in again.stdout
     assert splat.read_bytes() == whole
+
+
+def test_a_failed_sog_leaves_a_successful_job_and_is_retried_alone(
+    job_root, run_job, fake_tools, fake_preview, monkeypatch
+):
+    fake_preview("ok")
+
+    def broken(ply, output, device="auto"):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr("pipeline.sog.write_sog", broken)
+    failed = run_job()
+    assert failed.status == 0, failed.stderr
+    assert "sog failed, the job goes on without it: RuntimeError: CUDA error" in failed.stdout
+    assert not (job_root / layout.SOG_FILE).exists() and (job_root / layout.SPLAT_FILE).is_file()
+    assert not list((job_root / layout.SPLATTER).glob(".*tmp*"))
+
+    monkeypatch.undo()
+    again = run_job()
+
+    assert again.status == 0, again.stderr
+    assert again.stdout.count("already done, skipped") == len(STAGES) - 1
+    assert "sog: already done" not in again.stdout
+    assert zipfile.ZipFile(job_root / layout.SOG_FILE).testzip() is None
+
+
+def test_a_truncated_sog_is_written_again_alone(job_root, run_job, fake_tools, fake_preview):
+    fake_preview("ok")
+    assert run_job().status == 0
+    sog = job_root / layout.SOG_FILE
+    whole = sog.read_bytes()
+    sog.write_bytes(whole[: len(whole) // 2])
+
+    again = run_job()
+
+    assert again.status == 0, again.stderr
+    assert again.stdout.count("already done, skipped") == len(STAGES) - 1
+    assert "sog: already done" not in again.stdout
+    assert sog.read_bytes() == whole  # the same bytes: the encoding is deterministic
 
 
 def test_another_training_budget_retrains(run_job, fake_tools, fake_preview):

@@ -1,12 +1,14 @@
-"""Stands in for run.py in the runner tests. FAKE_RUN_MODE picks the behaviour: ok (splat, preview video,
-poster, coverage picture and quality.json, FAKE_QUALITY_FILE its text), no_poster,
-no_report (neither coverage picture nor quality.json), no_preview (none of the four), no_splat, fail,
-hang (progress lines until killed), hang_quietly (no output until killed). FAKE_SLEEP_SECS delays the
-start. fail ends with the text of FAKE_FAILURE_FILE as its last line when that is set (a program
-printing what it found). FAKE_ENV_FILE, when set, receives its environment as JSON. The splat it writes
-is a JSON report of what it saw (its arguments, working directory, whether output is unbuffered, every
-input file's sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs the runner laid out by
-reading back the upload."""
+"""Stands in for run.py in the runner tests.
+
+FAKE_RUN_MODE picks the behaviour: ok (SOG, splat, preview video, poster, coverage picture and
+quality.json, FAKE_QUALITY_FILE its text), no_sog, no_poster, no_report (neither coverage picture nor
+quality.json), no_preview (neither video, poster nor report), no_splat, fail, hang (progress lines
+until killed), hang_quietly (no output until killed). FAKE_SLEEP_SECS delays the start. fail ends with
+the text of FAKE_FAILURE_FILE as its last line when that is set (a program printing what it found).
+FAKE_ENV_FILE, when set, receives its environment as JSON. The splat it writes is a JSON report of
+what it saw (its arguments, working directory, whether output is unbuffered, every input file's
+sha256), padded to FAKE_SPLAT_BYTES, so tests can check the inputs the runner laid out by reading
+back the upload."""
 
 import argparse
 import hashlib
@@ -85,6 +87,8 @@ if mode != "no_splat":
     }
     data = json.dumps(report).encode()
     (splatter / "splat_rot.splat").write_bytes(data.ljust(int(os.environ.get("FAKE_SPLAT_BYTES", "0")), b" "))
+if mode not in ("no_sog", "no_splat"):
+    (splatter / "splat_rot.sog").write_bytes(b"PK\x03\x04 fake sog")
 if mode not in ("no_preview", "no_splat"):
     (splatter / "preview.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom fake preview video")
 if mode not in ("no_poster", "no_preview", "no_splat"):

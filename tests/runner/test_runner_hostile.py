@@ -82,6 +82,7 @@ def test_quotes_and_backslashes_in_names_are_quoted_in_upload_forms(emulator: Em
     assert task_id in emulator.completes
     for name, data_type in (
         ("refined_splat", "splat_data"),
+        ("refined_splat_sog", "splat_data_sog"),
         ("refined_splat_preview_video", "splat_preview_video"),
         ("refined_splat_preview_image", "splat_preview_image"),
     ):
@@ -133,7 +134,8 @@ def test_a_dripping_download_fails_within_its_limits_and_the_node_goes_on(
 
 
 def test_a_dripping_upload_reply_fails_the_task_within_the_deadline(emulator: Emulator, make_config):
-    emulator.inject(Fault("POST", DATA_PATH, drip_secs=0.1, times=1))  # the splat's reply, ~20 s
+    splat_form = f'name="refined_splat{SUFFIX}"'.encode()
+    emulator.inject(Fault("POST", DATA_PATH, drip_secs=0.1, times=1, body_has=splat_form))  # reply ~20 s
     hostile = emulator.add_task([seed_scan(emulator).manifest_cid])
     runnable = add_runnable_task(emulator)
 
@@ -144,6 +146,22 @@ def test_a_dripping_upload_reply_fails_the_task_within_the_deadline(emulator: Em
         "(TRANSFER_DEADLINE_SECS)"
     )
     assert runnable in emulator.completes
+
+
+def test_a_dripping_sog_upload_reply_leaves_the_task_to_complete_without_it(emulator: Emulator, make_config):
+    emulator.inject(Fault("POST", DATA_PATH, drip_secs=0.1, times=1))  # the SOG's reply: the first upload
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(**LATE), task_id)
+
+    sog = emulator.item_named(f"refined_splat_sog{SUFFIX}")  # stored; its reply never came whole
+    assert sog.id not in emulator.completes[task_id]["output_cids"]
+    assert len(emulator.completes[task_id]["output_cids"]) == 4  # the splat, video, poster, coverage
+    final = emulator.heartbeats(task_id)[-1]["progress"]
+    assert final["sog_note"] == (
+        f"SOG upload failed (TransferAborted: upload of refined_splat_sog{SUFFIX} did not finish within 1 s "
+        "(TRANSFER_DEADLINE_SECS)); completing without it"
+    )
 
 
 @pytest.mark.parametrize("declare_length", [True, False], ids=["declared", "undeclared"])

@@ -35,9 +35,11 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     task = emulator.tasks[task_id]
     assert task_id not in emulator.fails
     splat = emulator.item_named(f"refined_splat{SUFFIX}")
+    sog = emulator.item_named(f"refined_splat_sog{SUFFIX}")
     preview = emulator.item_named(f"refined_splat_preview_video{SUFFIX}")
     poster = emulator.item_named(f"refined_splat_preview_image{SUFFIX}")
     assert (splat.data_type, preview.data_type) == ("splat_data", "splat_preview_video")
+    assert sog.data_type == "splat_data_sog" and sog.content == b"PK\x03\x04 fake sog"
     assert preview.content == b"\x00\x00\x00\x18ftypisom fake preview video"
     assert poster.data_type == "splat_preview_image" and poster.content == b"\xff\xd8\xff\xe0 fake poster"
     coverage = emulator.item_named(f"refined_splat_coverage_image{SUFFIX}")
@@ -59,6 +61,12 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
 
     # complete body
     artifacts = [
+        {
+            "logical_path": "refined/splatter/splat_rot.sog",
+            "name": sog.name,
+            "data_type": "splat_data_sog",
+            "id": sog.id,
+        },
         {
             "logical_path": "refined/splatter/splat_rot.splat",
             "name": splat.name,
@@ -93,7 +101,7 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
         "coverage": {"well_seen": 0.8, "thin_regions": [{"where": "far, upper"}]},
     }
     assert emulator.completes[task_id] == {
-        "output_cids": [splat.id, preview.id, poster.id, coverage.id],
+        "output_cids": [sog.id, splat.id, preview.id, poster.id, coverage.id],
         "meta": {"job": job, "artifacts": artifacts, "quality": quality},
     }
 
@@ -102,17 +110,28 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     assert [(b["progress"]["progress"], b["progress"]["stage"]) for b in beats] == [
         (0, "leased"), (5, "workspace"), (20, "inputs"), (35, "python"), (35, "python"), (44, "python"),
         (62, "python"), (80, "python"), (80, "python"), (85, "upload"), (90, "upload"), (90, "upload"),
-        (90, "upload"), (90, "upload"), (95, "upload"), (100, "complete"),
+        (90, "upload"), (90, "upload"), (90, "upload"), (95, "upload"), (100, "complete"),
     ]  # fmt: skip
     final = beats[-1]["progress"]
     assert final["status"] == "succeeded" and final["artifacts"] == artifacts
-    assert (final["preview_video"], final["preview_image"]) == (artifacts[1], artifacts[2])
+    assert (final["sog"], final["preview_video"], final["preview_image"]) == tuple(
+        artifacts[i] for i in (0, 2, 3)
+    )
     assert (final["preview"], final["poster"]) == ("preview video uploaded", "poster uploaded")
     assert (
-        final["coverage_image"] == artifacts[3] and final["coverage_picture"] == "coverage picture uploaded"
+        final["coverage_image"] == artifacts[4] and final["coverage_picture"] == "coverage picture uploaded"
     )
     assert final["quality"] == quality and final["quality_note"] == "quality report read"
-    assert beats[-3]["progress"]["uploaded"] == [splat.name, preview.name, poster.name, coverage.name]
+    assert final["sog_note"] == "SOG uploaded"
+    # the SOG first, then the splat, the video, the poster and the coverage picture
+    assert beats[-3]["progress"]["uploaded"] == [
+        sog.name,
+        splat.name,
+        preview.name,
+        poster.name,
+        coverage.name,
+    ]
+    assert sog.name == f"refined_splat_sog{SUFFIX}" != f"refined_splat_sog_{SUFFIX}"
     assert beats[6]["progress"]["step"] == "train" and beats[6]["progress"]["step_pct"] == 60
 
     # every domain request carried the client id and the token rotated by the first heartbeat
@@ -135,12 +154,17 @@ def test_happy_path(emulator: Emulator, make_config, tasks_root: Path):
     [
         (
             "no_poster",
-            ("refined_splat", "refined_splat_preview_video", "refined_splat_coverage_image"),
+            (
+                "refined_splat_sog",
+                "refined_splat",
+                "refined_splat_preview_video",
+                "refined_splat_coverage_image",
+            ),
             (("preview.jpg", "poster"),),
         ),
         (
             "no_preview",
-            ("refined_splat",),
+            ("refined_splat_sog", "refined_splat"),
             (
                 ("preview.mp4", "preview video"),
                 ("preview.jpg", "poster"),
@@ -179,6 +203,57 @@ def test_missing_previews_complete_the_task_without_them_and_say_so(
     assert (final["quality"] is None) == (mode == "no_preview")
 
 
+def test_a_missing_sog_completes_the_task_with_the_splat_and_says_so(
+    emulator: Emulator, make_config, monkeypatch
+):
+    monkeypatch.setenv("FAKE_RUN_MODE", "no_sog")
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    names = (
+        "refined_splat",
+        "refined_splat_preview_video",
+        "refined_splat_preview_image",
+        "refined_splat_coverage_image",
+    )
+    ids = [emulator.item_named(f"{name}{SUFFIX}").id for name in names]
+    assert emulator.completes[task_id]["output_cids"] == ids
+    assert emulator.item_named(f"refined_splat_sog{SUFFIX}") is None
+    beats = emulator.heartbeats(task_id)
+    final = beats[-1]["progress"]
+    note = "run.py produced no refined/splatter/splat_rot.sog; completing without the SOG"
+    assert final["sog"] is None and final["sog_note"] == note
+    assert [e["message"] for b in beats for e in b["events"] if e["level"] == "warning"] == [note]
+
+
+def test_a_refused_sog_upload_leaves_the_splat_and_completes(emulator: Emulator, make_config):
+    emulator.inject(Fault("POST", DATA_PATH, status=413, body_has=b'name="refined_splat_sog'))
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    names = (
+        "refined_splat",
+        "refined_splat_preview_video",
+        "refined_splat_preview_image",
+        "refined_splat_coverage_image",
+    )
+    assert emulator.completes[task_id]["output_cids"] == [
+        emulator.item_named(f"{n}{SUFFIX}").id for n in names
+    ]
+    assert emulator.item_named(f"refined_splat_sog{SUFFIX}") is None
+    assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [
+        413,
+        200,
+        200,
+        200,
+        200,
+    ]  # the SOG first
+    final = emulator.heartbeats(task_id)[-1]["progress"]
+    assert final["sog"] is None and final["sog_note"].startswith("SOG upload failed (HTTP 413 from POST ")
+
+
 def test_failed_preview_uploads_do_not_fail_the_task(emulator: Emulator, make_config):
     emulator.inject(Fault("POST", DATA_PATH, status=400, times=None))  # creates fail for good...
     emulator.add_item(f"refined_splat{SUFFIX}", "splat_data", b"old splat")  # ...the splat is an update
@@ -191,6 +266,7 @@ def test_failed_preview_uploads_do_not_fail_the_task(emulator: Emulator, make_co
     assert emulator.completes[task_id]["output_cids"] == [splat.id]
     assert splat_report(emulator)["argv"][0] == "--domain_id"
     final = emulator.heartbeats(task_id)[-1]["progress"]
+    assert final["sog_note"].startswith("SOG upload failed (HTTP 400 from POST ")
     assert final["preview"].startswith("preview video upload failed (HTTP 400 from POST ")
     assert final["poster"].startswith("poster upload failed (HTTP 400 from POST ")
 
@@ -203,10 +279,17 @@ def test_a_refused_poster_upload_leaves_the_video_and_completes(emulator: Emulat
 
     splat = emulator.item_named(f"refined_splat{SUFFIX}")
     preview = emulator.item_named(f"refined_splat_preview_video{SUFFIX}")
+    sog = emulator.item_named(f"refined_splat_sog{SUFFIX}")
     coverage = emulator.item_named(f"refined_splat_coverage_image{SUFFIX}")
-    assert emulator.completes[task_id]["output_cids"] == [splat.id, preview.id, coverage.id]
+    assert emulator.completes[task_id]["output_cids"] == [sog.id, splat.id, preview.id, coverage.id]
     assert emulator.item_named(f"refined_splat_preview_image{SUFFIX}") is None
-    assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [200, 200, 403, 200]  # not retried
+    assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [
+        200,
+        200,
+        200,
+        403,
+        200,
+    ]  # not retried
     beats = emulator.heartbeats(task_id)
     final = beats[-1]["progress"]
     assert final["preview_image"] is None and final["preview_video"]["id"] == preview.id
@@ -370,7 +453,7 @@ def test_existing_outputs_are_updated_in_place(emulator: Emulator, make_config):
 
     run_one_task(emulator, make_config(), task_id)
 
-    assert emulator.completes[task_id]["output_cids"][0] == old_splat
+    assert emulator.completes[task_id]["output_cids"][1] == old_splat  # after the SOG
     assert emulator.items[old_splat].content.startswith(b'{"argv"')
     updates = emulator.matching("PUT", DATA_PATH)
     assert len(updates) == 1 and f'form-data; id="{old_splat}"'.encode() in updates[0].body
@@ -386,7 +469,7 @@ def test_large_files_go_up_in_parts(emulator: Emulator, make_config, monkeypatch
 
     splat = emulator.item_named(f"refined_splat{SUFFIX}")
     assert len(splat.content) == 2500 and splat.data_type == "splat_data"
-    assert emulator.completes[task_id]["output_cids"][0] == splat.id
+    assert emulator.completes[task_id]["output_cids"][1] == splat.id
     starts = [r.json() for r in emulator.matching("POST", DATA_PATH + "/multipart") if "uploads" in r.query]
     assert starts == [
         {
@@ -430,7 +513,8 @@ def test_too_large_without_multipart_fails_clearly(emulator: Emulator, make_conf
         f"runner failed: upload: refined_splat{SUFFIX} is 2500 bytes, over the domain's request limit of "
         "1024 bytes, and the domain does not offer multipart upload"
     )
-    assert emulator.matching("POST", DATA_PATH) == []
+    # Only the SOG, small and uploaded first, went up.
+    assert [r.body.count(b"refined_splat_sog") for r in emulator.matching("POST", DATA_PATH)] == [1]
 
 
 def test_transient_domain_errors_are_retried(emulator: Emulator, make_config):
