@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.lib.recfunctions import structured_to_unstructured
 from plyfile import PlyData, PlyElement
 
 from splat_render.errors import PreviewInputError
@@ -80,8 +81,17 @@ def read_gaussians(path: Path | str) -> Gaussians:
     if len(vertex) == 0:
         raise PreviewInputError(f"{path} holds no gaussians")
 
+    # The records read in one pass as a float32 table (every trainer writes float32 properties), then
+    # each field taken as a block of columns, a slice where they lie in order: a copy per property
+    # from the memory-mapped records took 2.4 s at 1.5 M gaussians with SH degree 3.
+    table = np.array(structured_to_unstructured(vertex, dtype=np.float32))
+    index = {name: i for i, name in enumerate(vertex.dtype.names)}
+
     def columns(*keys: str) -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.asarray(vertex[k], dtype=np.float32) for k in keys], axis=-1))
+        where = [index[k] for k in keys]
+        in_order = where == list(range(where[0], where[0] + len(where)))
+        block = table[:, where[0] : where[0] + len(where)] if in_order else table[:, where]
+        return torch.from_numpy(np.ascontiguousarray(block))
 
     k = num_rest // 3
     rest = (

