@@ -31,8 +31,10 @@ WELL_SEEN = 3  # distinct directions that make a point well seen
 TINT = (1.0, 0.42, 0.0)
 """Warm orange: far from every colour a room or an object is commonly scanned in, so it reads as a mark."""
 
-TINT_WEIGHT = (0.85, 0.7, 0.45, 0.0)
-"""How far a gaussian's colour moves towards the tint, by its sample's distinct directions (0, 1, 2, 3+)."""
+TINT_WEIGHT = (0.7, 0.5, 0.3, 0.0)
+"""How far a gaussian's colour moves towards the tint, by its sample's distinct directions (0, 1, 2, 3+):
+at most half for content some view saw, so that a capture seen from one spot everywhere (an office
+filmed from its chair) still reads through its tint."""
 
 SECTORS = ("far", "far right", "right", "near right", "near", "near left", "left", "far left")
 """Where a thin region lies around the content's centre, as seen from the poster's camera: far is
