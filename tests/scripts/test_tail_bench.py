@@ -19,6 +19,7 @@ STEPS_AFTER = {
     "export",
     "rotate",
     "convert",
+    "sog",
     "wall",
     "preview_delay",
     "report",
