@@ -10,7 +10,8 @@ whole path is held to a budget of that speed (keys that add least are dropped un
 frames between two keys are not supported by the training views, the walk's middle view between them
 becomes a key as well.
 Every frame is level (no roll). Unless the length is given, the video takes what its key views need
-at that speed, 5 to 10 s, when that is as well supported as 5 s.
+at that speed, 5 to 10 s, when that is as well supported as 5 s. Last, the whole path steps back along
+its view axes, as far as every frame stays as well supported, to show more around what it looks at.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ SPEED_DEG_S = 55.0
 """Peak perceived speed (turning, and travel as the angle it sweeps at the capture's viewing distance)."""
 
 EASE = 0.15  # share of the video spent speeding up at the start and slowing down at the end
+STEP_BACK = (0.3, 0.2, 0.1)
+"""Shares of the capture's viewing distance the flythrough may step back along each frame's view axis
+to show more around what the walk looked at, largest first. A step is taken only when every frame
+stays as well supported: the support's 2× distance rule ends it in the open, and its depth test at a
+wall behind (stepped through, the wall shows its unseen back)."""
+
 REFINEMENTS = 3
 DENSE_SAMPLES = 2048  # the path is measured on this many samples before frames are placed on it
 
@@ -71,7 +78,10 @@ def flythrough_path(
             longer = _planned(keys, walk, seen, support, frame.up, replace(spec, frames=frames))
             planned = longer if longer[0] >= planned[0] else planned
     _, c2w, key_count = planned
+    c2w, step = _stepped_back(c2w, support, spec)
     note = f"flies through {key_count} key views of the capture"
+    if step:
+        note += f", {step:.0%} of the viewing distance behind them"
     note = f"{reason}; {note}" if reason else note
     return CameraPath(c2w, spec.fov_y_deg, spec.width, spec.height, spec.fps, "flythrough", note)
 
@@ -104,6 +114,24 @@ def _planned(
             break
         keys = np.array(sorted(set(keys.tolist()) | middles))
     return best
+
+
+def _stepped_back(c2w: np.ndarray, support: ViewSupport, spec: PathSpec) -> tuple[np.ndarray, float]:
+    """The frames stepped back along their view axes by the largest of STEP_BACK that keeps every
+    frame as well supported and shows more of what the capture saw; and that share (0: not moved)."""
+
+    def measured(poses: np.ndarray):
+        return frame_support(support, Views.of_path(poses, spec.fov_y_deg, spec.width, spec.height))
+
+    base = measured(c2w)
+    supported, coverage = base.supported_frames(), base.coverage(support) + MIN_GAIN
+    for share in STEP_BACK:
+        stepped = c2w.copy()
+        stepped[:, :, 3] += share * support.scale * c2w[:, :, 2]  # an OpenGL camera looks down −z
+        frames = measured(stepped)
+        if frames.supported_frames() >= supported and frames.coverage(support) >= coverage:
+            return stepped, share
+    return c2w, 0.0
 
 
 def _speed() -> float:
