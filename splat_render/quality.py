@@ -109,7 +109,10 @@ class Evaluation:
         }
         try:
             sets = self._sets.result()
-        except Exception as exc:  # no images (a run copied without them), an unreadable transforms.json
+        except FileNotFoundError as exc:  # a run copied without its images (or a scene that has none)
+            why = f"the run's images are missing ({exc.filename or line(exc)})"
+            return report | {"held_out": None, "training": None, "note": f"no views to measure: {why}"}
+        except Exception as exc:  # an unreadable transforms.json, a dataparser that cannot run
             return report | {"held_out": None, "training": None, "note": f"no views to measure: {line(exc)}"}
         for view_set in sets:
             if not view_set.targets:

@@ -91,7 +91,10 @@ def test_a_run_without_its_images_says_so(tmp_path):
     finally:
         evaluation.close()
     assert report["held_out"] is None and report["training"] is None
-    assert report["note"].startswith("no views to measure: ") and "No such file" in report["note"]
+    note = report["note"]
+    assert note.startswith("no views to measure: the run's images are missing (") and note.endswith(
+        ".jpg)"
+    ), note
 
 
 def test_a_real_capture_scores_better_against_its_own_photo_than_another():
