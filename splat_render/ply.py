@@ -48,11 +48,15 @@ def parse_axis(text: str) -> np.ndarray:
     return axis
 
 
+def read_header(path: Path | str) -> str:
+    """A PLY's header lines as text (what comes before ``end_header``), without reading its body."""
+    with open(path, "rb") as file:
+        return file.read(HEADER_LIMIT).split(b"end_header", 1)[0].decode("ascii", "replace")
+
+
 def vertical_axis(path: Path | str) -> np.ndarray | None:
     """The up axis a PLY's header declares (nerfstudio writes ``comment Vertical Axis: z``), else None."""
-    with open(path, "rb") as file:
-        header = file.read(HEADER_LIMIT).split(b"end_header", 1)[0].decode("ascii", "replace")
-    for line in header.splitlines():
+    for line in read_header(path).splitlines():
         words = line.split(None, 1)
         if len(words) == 2 and words[0] == "comment" and words[1].lower().startswith("vertical axis:"):
             try:

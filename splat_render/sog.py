@@ -426,11 +426,10 @@ class _Clock:
 
 def check_gaussian_count(path: Path) -> None:
     """Refuse, before reading the body, a PLY whose header promises more gaussians than SOG can hold."""
-    from splat_render.ply import HEADER_LIMIT
+    from splat_render.ply import read_header
 
     try:
-        with open(path, "rb") as file:
-            header = file.read(HEADER_LIMIT).split(b"end_header", 1)[0].decode("ascii", "replace")
+        header = read_header(path)
     except OSError:
         return  # the reader says what is wrong with the file
     for line in header.splitlines():
