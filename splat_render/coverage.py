@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gsplat.cuda._torch_impl import _quat_to_rotmat
 
 from splat_render.analysis import SHOWN_BOX_MARGIN, SceneAnalysis
 from splat_render.framing import MIN_OPACITY, SceneFrame, inside_box, normalized
@@ -92,15 +93,7 @@ def content_sample(analysis: SceneAnalysis, gaussians: Gaussians, count: int = S
 
 def flat_normals(gaussians: Gaussians) -> torch.Tensor:
     """[N,3] unit normals of the flat gaussians (their thinnest axis); zero for the others."""
-    w, x, y, z = torch.nn.functional.normalize(gaussians.quats, dim=1).unbind(1)
-    rotation = torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], 1),
-            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], 1),
-            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1),
-        ],
-        1,
-    )  # [N,3,3], columns are the gaussian's axes
+    rotation = _quat_to_rotmat(gaussians.quats)  # [N,3,3], columns are the gaussian's axes (gsplat's)
     scales, order = gaussians.log_scales.sort(dim=1)
     normal = rotation.gather(2, order[:, None, :1].expand(-1, 3, 1))[..., 0]
     flat = scales[:, 0] - scales[:, 1] < math.log(FLAT)
