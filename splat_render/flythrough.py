@@ -26,7 +26,14 @@ from scipy.spatial.transform import Rotation, RotationSpline
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, normalized
 from splat_render.orbit import DEFAULT_FRAMES, MAX_FRAMES, CameraPath, PathSpec, look_at
-from splat_render.support import SUPPORTED_SHARE, Views, ViewSupport, frame_support, shown_points
+from splat_render.support import (
+    SUPPORTED_SHARE,
+    FrameSupport,
+    Views,
+    ViewSupport,
+    frame_support,
+    shown_points,
+)
 from splat_render.walkthrough import limit_pitch, smoothed_walk
 
 COVER_GOAL, MIN_GAIN = 0.95, 0.02
@@ -77,8 +84,8 @@ def flythrough_path(
         if frames > DEFAULT_FRAMES:
             longer = _planned(keys, walk, seen, support, frame.up, replace(spec, frames=frames))
             planned = longer if longer[0] >= planned[0] else planned
-    _, c2w, key_count = planned
-    c2w, step = _stepped_back(c2w, support, spec)
+    _, c2w, key_count, measured = planned
+    c2w, step = _stepped_back(c2w, measured, support, spec)
     note = f"flies through {key_count} key views of the capture"
     if step:
         note += f", {step:.0%} of the viewing distance behind them"
@@ -97,17 +104,18 @@ def _planned(
     support: ViewSupport,
     up: np.ndarray,
     spec: PathSpec,  # its frames set
-) -> tuple[float, np.ndarray, int]:
-    """The best supported path through the keys (share of supported frames, frames [F,3,4], key count):
-    held to the speed budget, with a key added where frames between two keys leave the support."""
+) -> tuple[float, np.ndarray, int, FrameSupport]:
+    """The best supported path through the keys (share of supported frames, frames [F,3,4], key count,
+    what its frames show): held to the speed budget, with a key added where frames between two keys
+    leave the support."""
     budget = _speed() * spec.frames / spec.fps
-    best: tuple[float, np.ndarray, int] | None = None
+    best: tuple[float, np.ndarray, int, FrameSupport] | None = None
     for _ in range(REFINEMENTS + 1):
         keys = _within_budget(keys, walk, seen, support.scale, budget)
         c2w, segment = _through_keys(walk[keys], support.scale, up, spec)
         frames = frame_support(support, Views.of_path(c2w, spec.fov_y_deg, spec.width, spec.height))
         if best is None or frames.supported_frames() > best[0]:
-            best = (frames.supported_frames(), c2w, len(keys))
+            best = (frames.supported_frames(), c2w, len(keys), frames)
         weak = np.unique(segment[frames.shares() < SUPPORTED_SHARE])
         middles = {(keys[i] + keys[i + 1]) // 2 for i in weak if keys[i + 1] - keys[i] > 1}
         if not middles:
@@ -116,19 +124,17 @@ def _planned(
     return best
 
 
-def _stepped_back(c2w: np.ndarray, support: ViewSupport, spec: PathSpec) -> tuple[np.ndarray, float]:
+def _stepped_back(
+    c2w: np.ndarray, base: FrameSupport, support: ViewSupport, spec: PathSpec
+) -> tuple[np.ndarray, float]:
     """The frames stepped back along their view axes by the largest of STEP_BACK that keeps every
-    frame as well supported and shows more of what the capture saw; and that share (0: not moved)."""
-
-    def measured(poses: np.ndarray):
-        return frame_support(support, Views.of_path(poses, spec.fov_y_deg, spec.width, spec.height))
-
-    base = measured(c2w)
+    frame as well supported as ``base`` (what the frames show in place) and shows more of what the
+    capture saw; and that share (0: not moved)."""
     supported, coverage = base.supported_frames(), base.coverage(support) + MIN_GAIN
     for share in STEP_BACK:
         stepped = c2w.copy()
         stepped[:, :, 3] += share * support.scale * c2w[:, :, 2]  # an OpenGL camera looks down −z
-        frames = measured(stepped)
+        frames = frame_support(support, Views.of_path(stepped, spec.fov_y_deg, spec.width, spec.height))
         if frames.supported_frames() >= supported and frames.coverage(support) >= coverage:
             return stepped, share
     return c2w, 0.0
