@@ -203,6 +203,14 @@ def test_missing_previews_complete_the_task_without_them_and_say_so(
     assert (final["quality"] is None) == (mode == "no_preview")
 
 
+WITHOUT_SOG = (  # what a task without its SOG uploads, in order
+    "refined_splat",
+    "refined_splat_preview_video",
+    "refined_splat_preview_image",
+    "refined_splat_coverage_image",
+)
+
+
 def test_a_missing_sog_completes_the_task_with_the_splat_and_says_so(
     emulator: Emulator, make_config, monkeypatch
 ):
@@ -211,13 +219,7 @@ def test_a_missing_sog_completes_the_task_with_the_splat_and_says_so(
 
     run_one_task(emulator, make_config(), task_id)
 
-    names = (
-        "refined_splat",
-        "refined_splat_preview_video",
-        "refined_splat_preview_image",
-        "refined_splat_coverage_image",
-    )
-    ids = [emulator.item_named(f"{name}{SUFFIX}").id for name in names]
+    ids = [emulator.item_named(f"{name}{SUFFIX}").id for name in WITHOUT_SOG]
     assert emulator.completes[task_id]["output_cids"] == ids
     assert emulator.item_named(f"refined_splat_sog{SUFFIX}") is None
     beats = emulator.heartbeats(task_id)
@@ -233,14 +235,8 @@ def test_a_refused_sog_upload_leaves_the_splat_and_completes(emulator: Emulator,
 
     run_one_task(emulator, make_config(), task_id)
 
-    names = (
-        "refined_splat",
-        "refined_splat_preview_video",
-        "refined_splat_preview_image",
-        "refined_splat_coverage_image",
-    )
     assert emulator.completes[task_id]["output_cids"] == [
-        emulator.item_named(f"{n}{SUFFIX}").id for n in names
+        emulator.item_named(f"{n}{SUFFIX}").id for n in WITHOUT_SOG
     ]
     assert emulator.item_named(f"refined_splat_sog{SUFFIX}") is None
     assert [r.status for r in emulator.matching("POST", DATA_PATH)] == [
