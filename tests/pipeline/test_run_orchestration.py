@@ -19,6 +19,7 @@ import av
 import pytest
 from processes import outlived_the_kill
 
+import pipeline.job
 import run
 from pipeline import layout
 from pipeline.errors import PipelineError
@@ -55,8 +56,21 @@ def run_job(job_root: Path, capsys: pytest.CaptureFixture):
     return run_job
 
 
-def test_a_job_runs_the_steps_in_order_and_reports_progress(job_root, run_job, fake_tools, fake_preview):
+def test_a_job_runs_the_steps_in_order_and_reports_progress(
+    job_root, run_job, fake_tools, fake_preview, monkeypatch
+):
     preview = fake_preview("ok")
+    # Export holds until the preview has recorded its go-ahead (or 30 s): a go-ahead sent only after
+    # export would then find splat.ply written, however fast or slow the machine is.
+    export_splat = pipeline.job.export_splat
+
+    def export_after_the_go_ahead(*args, **kwargs):
+        deadline = time.monotonic() + 30
+        while not preview.calls() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return export_splat(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.job, "export_splat", export_after_the_go_ahead)
 
     result = run_job("--train-iterations", "5")
 
