@@ -114,10 +114,15 @@ def parse_single_meta(body: dict[str, Any]) -> DataMeta:
     return parse_meta(items[0] if isinstance(items, list) and items else body)
 
 
+def has_control_character(text: str) -> bool:
+    """Whether text holds a character (CR, LF, NUL, ...) that could end a header it is written into."""
+    return any(unicodedata.category(char) == "Cc" for char in text)
+
+
 def form_value(value: str) -> str:
     """value as the quoted-string RFC 7578 parameters are: backslash and double quote escaped with a
     backslash. Control characters (CR and LF among them) could end the header, so they are refused."""
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if has_control_character(value):
         raise UnsafeFormValue(f"form field value {value!r} contains a control character; refusing to send it")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .domain import DataMeta, DomainClient
+from .domain import DataMeta, DomainClient, has_control_character
 from .workspace import is_safe_component
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,8 @@ SCAN_PREFIX = "refined_scan_"
 URL_SCHEMES = ("http://", "https://")
 DATASETS_DIR = Path("datasets")
 RECORDING_FILE = "Frames.mp4"
+SUFFIX_MAX_CHARS = 200
+"""The manifest's suffix names every output item; a longer one is no timestamp or scan label."""
 COLMAP_DIR = Path("refined/global/refined_sfm_combined")
 COLMAP_FILES = (
     ("colmap_frames_bin", "frames.bin"),
@@ -47,6 +49,21 @@ class Inputs:
 def manifest_suffix(name: str) -> str:
     """`refined_manifest_2024-01-02_03-04-05` → `_2024-01-02_03-04-05`; other names have none."""
     return name.removeprefix(MANIFEST_PREFIX) if name.startswith(MANIFEST_PREFIX) else ""
+
+
+def check_suffix(suffix: str) -> None:
+    """Refuse a suffix no output could be named with (a control character would end an upload's
+    form header; an overlong one is no label), before anything is downloaded or trained."""
+    if has_control_character(suffix):
+        raise InputError(
+            f"the refined manifest's suffix {suffix[:80]!r} has control characters: "
+            "outputs cannot be named with it"
+        )
+    if len(suffix) > SUFFIX_MAX_CHARS:
+        raise InputError(
+            f"the refined manifest's suffix is {len(suffix)} characters long (at most {SUFFIX_MAX_CHARS}): "
+            "outputs cannot be named with it"
+        )
 
 
 def scan_id(name: str) -> str:
@@ -121,6 +138,7 @@ def fetch_inputs(domain: DomainClient, manifest_id: str, job_root: Path) -> Inpu
     if not manifest:
         raise InputError(f"refined manifest {manifest_id} not found in the domain")
     suffix = manifest_suffix(manifest[0].name)
+    check_suffix(suffix)
     manifest_path = job_root / "refined_manifest.json"
     domain.download(manifest[0], manifest_path)
     data_ids = manifest_data_ids(manifest_path)

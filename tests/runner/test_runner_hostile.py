@@ -90,18 +90,28 @@ def test_quotes_and_backslashes_in_names_are_quoted_in_upload_forms(emulator: Em
         assert item is not None and item.data_type == data_type
 
 
-def test_control_characters_in_upload_names_fail_the_task_before_anything_is_sent(
-    emulator: Emulator, make_config
+@pytest.mark.parametrize(
+    ("suffix", "why"),
+    [
+        (
+            "_x\r\nX-Injected: 1",
+            f"suffix {'_x' + chr(13) + chr(10) + 'X-Injected: 1'!r} has control characters",
+        ),
+        ("_" + "x" * 300, "suffix is 301 characters long (at most 200)"),
+    ],
+    ids=["control-characters", "overlong"],
+)
+def test_a_suffix_no_output_can_be_named_with_fails_the_task_before_any_download(
+    emulator: Emulator, make_config, suffix: str, why: str
 ):
-    suffix = "_x\r\nX-Injected: 1"
     task_id = emulator.add_task([seed_scan(emulator, suffix=suffix).manifest_cid])
 
     run_one_task(emulator, make_config(), task_id)
 
     assert emulator.fails[task_id]["reason"] == (
-        f"runner failed: upload: form field value {'refined_splat' + suffix!r} contains a control "
-        "character; refusing to send it"
+        f"runner failed: inputs: the refined manifest's {why}: outputs cannot be named with it"
     )
+    assert emulator.matching("GET", DATA_PATH + "/.+") == []  # not even the manifest was downloaded
     assert emulator.matching("POST", DATA_PATH) == []
 
 
