@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 200
 LINE_MAX_CHARS = 2000
+LINE_READ_BYTES = 64 * 1024
+"""At most this much of one output line is read (and redacted before it is cut to LINE_MAX_CHARS);
+the rest of an overlong line is skipped, so output without newlines cannot fill the node's memory."""
 POLL_SECS = 0.1
 
 
@@ -133,11 +136,20 @@ def _signal_group(group: int, signum: signal.Signals) -> None:
         os.killpg(group, signum)
 
 
+def _bounded_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream's lines, each cut to its first LINE_READ_BYTES."""
+    while raw := stream.readline(LINE_READ_BYTES):
+        if not raw.endswith(b"\n"):
+            while (rest := stream.readline(LINE_READ_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield raw
+
+
 def _pump_lines(
     stream: IO[bytes], tail: deque[str], on_line: Callable[[str], None], redactor: Redactor
 ) -> None:
     with stream:
-        for raw in iter(stream.readline, b""):
+        for raw in _bounded_lines(stream):
             line = redactor.redact(raw.decode(errors="replace").rstrip("\r\n"))[:LINE_MAX_CHARS]
             tail.append(line)
             log.info("run.py: %s", line)

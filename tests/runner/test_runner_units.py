@@ -1,13 +1,17 @@
 """The runner's pure pieces: naming, parsing, limits, schedules, configuration."""
 
 import json
+import os
 import random
 import re
+import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from runner import CAPABILITY
+from runner.cancel import CancelSignal
 from runner.config import ConfigError, load_config
 from runner.dms import Lease, Task, lease_refusal, truncate_utf8
 from runner.domain import (
@@ -30,9 +34,9 @@ from runner.inputs import (
 )
 from runner.lease import heartbeat_delay
 from runner.outputs import artifact_name
-from runner.process import pipeline_environment
+from runner.process import LINE_MAX_CHARS, pipeline_environment, run_process
 from runner.progress import failure_event, parse_progress_line, task_percent
-from runner.redaction import Redactor
+from runner.redaction import REDACTED, Redactor
 from runner.retry import Backoff
 from runner.timestamps import parse_rfc3339
 from runner.transfer import TransferAborted, TransferGuard, TransferLimits
@@ -330,3 +334,28 @@ def test_a_quality_report_that_is_a_link_is_not_followed(tmp_path):
     read = read_quality(tmp_path)
 
     assert read.figures is None and read.note.startswith("refined/splatter/quality.json cannot be read")
+
+
+def test_run_py_output_without_newlines_is_cut_and_read_in_bounded_memory(tmp_path):
+    """30 MB on one line, then a progress line: the runner keeps the line's redacted start, hears
+    the progress line, and never holds the long line whole."""
+    printer = "import sys; sys.stdout.write('s3cret' + 'x' * 30_000_000 + '\\n' + sys.argv[1] + '\\n')"
+    progress_line = "[PROGRESS] stage=train pct=10"
+    heard: list[str] = []
+    tracemalloc.start()
+    try:
+        result = run_process(
+            [sys.executable, "-c", printer, progress_line],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            cancel=CancelSignal(),
+            on_line=heard.append,
+            kill_grace_secs=1.0,
+            redactor=Redactor(["s3cret"]),
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.returncode == 0
+    assert heard == [REDACTED + "x" * (LINE_MAX_CHARS - len(REDACTED)), progress_line]
+    assert peak < 4 * 1024 * 1024
