@@ -49,6 +49,12 @@ PLANE_FLATNESS = 0.5
 """The smallest principal axis is a plane normal only if its variance is under this fraction of the
 middle one; rounder clouds have no dominant plane."""
 
+FLOOR_BREADTH = 1 / 3
+"""Without cameras, a flat cloud whose thin axis lies far from the convention's up is a floor (a room
+scanned from a pitched first camera) only when it is broad both ways: the variance along its middle
+axis at least this share of the largest (a real office 0.40); a narrower slab is something standing
+(a bus shelter 0.28, a guitar 0.08), and the convention's side of it is searched for the floor."""
+
 PLANE_HYPOTHESES = 512
 """Point triples tried as the floor plane (a point and two of its neighbours)."""
 
@@ -82,6 +88,11 @@ SIDE_MARGIN = 0.1
 """Without cameras, the content off the floor says which side is up only when at least 60 % of it
 stands on one side: a desk in an office scan holds about as much above it as below (39 % against
 40 % on a real one), and the convention decides then."""
+
+FLOOR_SPAN = 0.5
+"""A floor spans the content: at least this share of the cloud stands over the extent of the plane's
+points (a real office's desk and floor 0.7–0.8, a statue's ground 0.96). A car's windscreen holds
+as many points (0.37 of the car over it) but neither faces up nor says which side is."""
 
 
 @dataclass(frozen=True)
@@ -228,10 +239,11 @@ def _plane_normal(sample: np.ndarray, facing: np.ndarray | None = None) -> Plane
     A flat cloud (a room, a street) is thinnest across its floor: the smallest-variance principal
     axis says roughly where the plane faces. A bulky one (an object on a bed, a plant on a table) has
     no such axis; ``facing``, the convention's up, takes its place when given, since its floor lies
-    within a camera's pitch of it. Objects standing on one side of the floor tilt both: the plane
-    itself is found by RANSAC among the planes facing within PLANE_MAX_TURN_DEG of that direction,
-    and refined by a principal-axis fit of its inliers. A cloud whose best plane holds few points
-    has no floor: the principal axis stands, or, for a bulky cloud, nothing.
+    within a camera's pitch of it. So does it for a narrow slab lying across it (a shelter, a guitar:
+    things standing). Objects standing on one side of the floor tilt both: the plane itself is found
+    by RANSAC among the planes facing within PLANE_MAX_TURN_DEG of that direction, and refined by a
+    principal-axis fit of its inliers. A cloud whose best plane holds few points or does not span the
+    content has no floor: the principal axis stands, or, without one, nothing.
     """
     origin = np.median(sample, axis=0)
     offsets = sample - origin
@@ -243,6 +255,9 @@ def _plane_normal(sample: np.ndarray, facing: np.ndarray | None = None) -> Plane
     if not variances[1] > 0:
         return None
     flat = variances[0] <= PLANE_FLATNESS * variances[1]
+    if facing is not None and flat and variances[1] < FLOOR_BREADTH * variances[2]:
+        # A narrow slab across the convention is a thing standing (a panel, a guitar), not a floor.
+        flat = abs(directions[:, 0] @ facing) >= math.cos(math.radians(PLANE_MAX_TURN_DEG))
     if not flat and facing is None:
         return None
     rough = directions[:, 0] if flat else facing
@@ -268,6 +283,8 @@ def _plane_normal(sample: np.ndarray, facing: np.ndarray | None = None) -> Plane
         plane_points = inliers[np.abs((inliers - centre) @ normal) <= tolerance]
         if len(plane_points) < 3:
             return None
+    if _spanned_share(inliers, plane_points, normal) < FLOOR_SPAN:
+        return fallback
     normal = normal if np.dot(normal, rough) >= 0 else -normal
     heights = inliers @ normal
     plane_height = np.median(plane_points @ normal)
@@ -276,6 +293,14 @@ def _plane_normal(sample: np.ndarray, facing: np.ndarray | None = None) -> Plane
     off_plane = heights[np.abs(heights - plane_height) > 2 * tolerance] - plane_height
     lean = float(np.mean(off_plane > 0)) if len(off_plane) else 0.5
     return Plane(normal, float(plane_height + origin @ normal), bool(two_sided), lean)
+
+
+def _spanned_share(points: np.ndarray, plane_points: np.ndarray, normal: np.ndarray) -> float:
+    """The share of the points whose foot on the plane falls within its inliers' extent (2–98 %)."""
+    basis = np.linalg.svd(np.eye(3) - np.outer(normal, normal))[0][:, :2]  # two axes in the plane
+    low, high = np.percentile(plane_points @ basis, BOX_PERCENTILES, axis=0)
+    feet = points @ basis
+    return float(np.mean(np.all((feet >= low) & (feet <= high), axis=1)))
 
 
 def _local_triples(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import SceneFrame, frame_scene
@@ -18,19 +19,20 @@ from splat_render.orbit import CameraPath, PathSpec, camera_path_json, look_at, 
 SMALL = {"width": 320, "height": 240}
 
 
+TILT = Rotation.from_euler("x", 20, degrees=True).as_matrix()  # the box's world: z up, turned 20° about x
+
+
 @pytest.fixture(scope="module")
 def box_points() -> np.ndarray:
     """A 4×2×0.8 box of points away from the origin, in a world tilted 20°."""
     rng = np.random.default_rng(0)
     points = rng.uniform([-2, -1, 0], [2, 1, 0.8], (4000, 3))
-    c, s = math.cos(math.radians(20)), math.sin(math.radians(20))
-    tilt = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-    return points @ tilt.T + [5.0, -3.0, 2.0]
+    return points @ TILT.T + [5.0, -3.0, 2.0]
 
 
 @pytest.fixture(scope="module")
 def frame(box_points) -> SceneFrame:
-    return frame_scene(box_points, np.ones(len(box_points)))
+    return frame_scene(box_points, np.ones(len(box_points)), up=TILT @ [0.0, 0.0, 1.0])
 
 
 def orbit(frame: SceneFrame, points: np.ndarray, cameras: np.ndarray | None = None, **spec) -> CameraPath:
