@@ -31,6 +31,12 @@ from pipeline.errors import PipelineError
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 95
+MAX_FRAMES = 36_000
+"""Frames one recording may hold (20 minutes at 30 fps): a few megabytes of still video decode to
+hundreds of thousands of frames, which would fill the disk with JPEGs before training could start."""
+MAX_FRAME_PIXELS = 7680 * 4320
+"""The largest frame a recording may hold (8K UHD; phones record at most that). Larger ones would
+take gigabytes per frame in flight."""
 # Colour conversion and JPEG encoding release the GIL: a few threads keep up with the decoder.
 ENCODER_THREADS = min(8, os.cpu_count() or 1)
 # What turns an image clockwise by so many degrees (PIL's names count counter-clockwise).
@@ -67,9 +73,16 @@ def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
             if not container.streams.video:
                 raise PipelineError(f"{dataset.video} holds no video stream")
             stream = container.streams.video[0]
+            _check_size(dataset.video, stream.codec_context.width, stream.codec_context.height)
             stream.thread_type = "AUTO"
             pending: deque[Future] = deque()
             for count, frame in enumerate(container.decode(stream), start=1):
+                if count > MAX_FRAMES:
+                    raise PipelineError(
+                        f"{dataset.video} holds more than {MAX_FRAMES} frames (20 minutes at 30 fps); "
+                        "record the scan in shorter parts"
+                    )
+                _check_size(dataset.video, frame.width, frame.height)  # a stream may change size
                 target = frames_dir / frame_name(dataset.name, count - 1)
                 pending.append(encoders.submit(_write_jpeg, frame, target))
                 if len(pending) >= 4 * ENCODER_THREADS:
@@ -84,6 +97,13 @@ def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
         raise PipelineError(f"{dataset.video} holds no video frames")
     log.info("%s: %d frames extracted", dataset.name, count)
     return count
+
+
+def _check_size(video: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise PipelineError(
+            f"{video} has {width}x{height} frames, over the {MAX_FRAME_PIXELS / 1e6:.0f} MP limit (8K UHD)"
+        )
 
 
 def upright(frame: av.VideoFrame) -> Image.Image:

@@ -106,3 +106,34 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_no_partial_frame(
     for path in left:
         with Image.open(path) as image:
             image.load()  # whole JPEGs only
+
+
+def test_a_recording_with_too_many_frames_fails_on_one_line_with_whole_frames_only(
+    tmp_path: Path, video_writer, monkeypatch
+):
+    monkeypatch.setattr("pipeline.frames.MAX_FRAMES", 5)
+    video = tmp_path / "Frames.mp4"
+    video_writer(video, frames=12)
+
+    with pytest.raises(PipelineError, match=r"holds more than 5 frames .*record the scan in shorter parts"):
+        extract_frames(Dataset("scan1", video), tmp_path / "Frames")
+
+    left = sorted((tmp_path / "Frames").iterdir())
+    assert [path.name for path in left] == [frame_name("scan1", i) for i in range(len(left))]
+    assert len(left) <= 5
+    for path in left:
+        with Image.open(path) as image:
+            image.load()
+
+
+def test_a_recording_with_oversized_frames_fails_before_writing_any(
+    tmp_path: Path, video_writer, monkeypatch
+):
+    video = tmp_path / "Frames.mp4"
+    video_writer(video, frames=3, size=(64, 48))
+    monkeypatch.setattr("pipeline.frames.MAX_FRAME_PIXELS", 64 * 48 - 1)
+
+    with pytest.raises(PipelineError, match=r"has 64x48 frames, over the 0 MP limit"):
+        extract_frames(Dataset("scan1", video), tmp_path / "Frames")
+
+    assert list((tmp_path / "Frames").iterdir()) == []
