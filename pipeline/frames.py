@@ -1,4 +1,5 @@
-"""Step 1: every dataset's ``Frames.mp4`` becomes JPEG files in the job's ``Frames/`` folder.
+"""Step 1: the frames of every dataset's ``Frames.mp4`` that the COLMAP model names become JPEG files
+in the job's ``Frames/`` folder (every frame is decoded, to count them; only those are written).
 
 A frame is named ``<dataset>_<NNNNNN>.jpg``, NNNNNN being its 0-based position in decode order,
 zero-padded to six digits: ``scan1_000000.jpg`` is the first frame of ``datasets/scan1/Frames.mp4``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +62,15 @@ def frame_name(dataset: str, index: int) -> str:
     return f"{dataset}_{index:06d}.jpg"
 
 
-def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
-    """Write every frame of the dataset's video as a JPEG; return how many were written."""
+def extract_frames(dataset: Dataset, frames_dir: Path, wanted: Collection[str] | None = None) -> int:
+    """Write the frames of the dataset's video as JPEGs, only those named in ``wanted`` if given (the
+    COLMAP model's images: a recording holds many more frames than its reconstruction registered,
+    and ns-process-data copies and downscales every image it finds); return how many were written."""
     try:
         frames_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PipelineError(f"cannot create {frames_dir}: {exc.strerror or exc}") from exc
-    count = 0
+    count = written = 0
     encoders = ThreadPoolExecutor(ENCODER_THREADS)
     try:
         with av.open(str(dataset.video)) as container:
@@ -83,8 +87,11 @@ def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
                         "record the scan in shorter parts"
                     )
                 _check_size(dataset.video, frame.width, frame.height)  # a stream may change size
-                target = frames_dir / frame_name(dataset.name, count - 1)
-                pending.append(encoders.submit(_write_jpeg, frame, target))
+                name = frame_name(dataset.name, count - 1)
+                if wanted is not None and name not in wanted:
+                    continue
+                pending.append(encoders.submit(_write_jpeg, frame, frames_dir / name))
+                written += 1
                 if len(pending) >= 4 * ENCODER_THREADS:
                     pending.popleft().result()
             for job in pending:
@@ -95,8 +102,8 @@ def extract_frames(dataset: Dataset, frames_dir: Path) -> int:
         encoders.shutdown(cancel_futures=True)  # after a failure, the frames queued are not tried
     if count == 0:
         raise PipelineError(f"{dataset.video} holds no video frames")
-    log.info("%s: %d frames extracted", dataset.name, count)
-    return count
+    log.info("%s: %d of its %d frames extracted", dataset.name, written, count)
+    return written
 
 
 def _check_size(video: Path, width: int, height: int) -> None:
@@ -124,6 +131,8 @@ def _write_jpeg(frame: av.VideoFrame, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def extract_all_frames(datasets: tuple[Dataset, ...], frames_dir: Path) -> None:
+def extract_all_frames(
+    datasets: tuple[Dataset, ...], frames_dir: Path, wanted: Collection[str] | None = None
+) -> None:
     for dataset in datasets:
-        extract_frames(dataset, frames_dir)
+        extract_frames(dataset, frames_dir, wanted)

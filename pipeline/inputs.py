@@ -36,15 +36,21 @@ def check_colmap_model(root: Path) -> None:
         raise PipelineError(f"missing COLMAP files in {COLMAP_MODEL}/: {', '.join(missing)}")
 
 
-def check_frames_match_colmap(root: Path) -> None:
-    """Every image of images.bin must be an extracted frame, or ns-process-data fails obscurely."""
+def colmap_image_names(root: Path) -> frozenset[str]:
+    """The names of the images in images.bin: the frames the job needs."""
     images_bin = root / COLMAP_MODEL / "images.bin"
     try:
-        names = [image.name for image in read_images_binary(images_bin).values()]
+        names = frozenset(image.name for image in read_images_binary(images_bin).values())
     except Exception as exc:  # struct.error, UnicodeDecodeError, ... on a truncated or foreign file
         raise PipelineError(f"cannot read {COLMAP_MODEL / 'images.bin'}: {exc}".splitlines()[0]) from exc
     if not names:
         raise PipelineError(f"{COLMAP_MODEL / 'images.bin'} holds no images")
+    return names
+
+
+def check_frames_match_colmap(root: Path) -> None:
+    """Every image of images.bin must be an extracted frame, or ns-process-data fails obscurely."""
+    names = colmap_image_names(root)
     missing = sorted(name for name in names if not (root / FRAMES / name).is_file())
     if missing:
         example = min((p.name for p in (root / FRAMES).glob("*.jpg")), default="none")

@@ -8,6 +8,7 @@ and the SOG compresses beside convert; the renderer starts with training, to imp
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import shlex
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.commands import run_command
 from pipeline.frames import Dataset, extract_all_frames
-from pipeline.inputs import check_colmap_model, check_frames_match_colmap, find_datasets
+from pipeline.inputs import check_colmap_model, check_frames_match_colmap, colmap_image_names, find_datasets
 from pipeline.lock import job_lock
 from pipeline.nerfstudio import process_data_command, train_command
 from pipeline.preview import DEFAULT_RENDERER, PREVIEW_FILES, REPORT_FILES, PreviewRenderer
@@ -46,14 +47,17 @@ def run_job(options: JobOptions, emit: Callable[[str], None]) -> None:
     with job_lock(options.root):
         datasets = find_datasets(options.root)
         check_colmap_model(options.root)
+        frames = colmap_image_names(options.root)
         with PreviewRenderer(options.root, options.preview_renderer, options.preview_timeout_s) as preview:
-            run_stages(options.root, job_stages(options, datasets, preview), options.force, emit)
+            run_stages(options.root, job_stages(options, datasets, frames, preview), options.force, emit)
 
 
 def job_stages(
-    options: JobOptions, datasets: tuple[Dataset, ...], preview: PreviewRenderer
+    options: JobOptions, datasets: tuple[Dataset, ...], frames: frozenset[str], preview: PreviewRenderer
 ) -> tuple[Stage, ...]:
+    """``frames``: the frames the COLMAP model names, the only ones extracted."""
     root = options.root
+    filmed = [d.name for d in datasets if any(name.startswith(f"{d.name}_") for name in frames)]
     process, train = process_data_command(), train_command(options.train_iterations)
 
     def process_data() -> None:
@@ -73,10 +77,10 @@ def job_stages(
         Stage(
             "extract_frames",
             weight=5,
-            run=partial(extract_all_frames, datasets, root / layout.FRAMES),
+            run=partial(extract_all_frames, datasets, root / layout.FRAMES, frames),
             outputs=(layout.FRAMES,),
-            expected=tuple(f"{layout.FRAMES}/{glob.escape(d.name)}_*.jpg" for d in datasets),
-            recipe=" ".join(d.name for d in datasets),
+            expected=tuple(f"{layout.FRAMES}/{glob.escape(name)}_*.jpg" for name in filmed),
+            recipe=" ".join(d.name for d in datasets) + " " + _digest(frames),
         ),
         Stage(
             "process_data",
@@ -142,3 +146,8 @@ def job_stages(
             needs=("rotate",),
         ),
     )
+
+
+def _digest(names: frozenset[str]) -> str:
+    """A short fingerprint of a set of names: the frames to extract change with the COLMAP model."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]

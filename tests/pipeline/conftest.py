@@ -156,6 +156,11 @@ def video_writer() -> Callable[..., list[np.ndarray]]:
 
 
 @pytest.fixture
+def colmap_writer() -> Callable[..., None]:
+    return write_colmap_model
+
+
+@pytest.fixture
 def job_root(tmp_path: Path) -> Path:
     """A job root as the runner leaves it: two recordings and their COLMAP model."""
     root = tmp_path / "job"

@@ -137,3 +137,17 @@ def test_a_recording_with_oversized_frames_fails_before_writing_any(
         extract_frames(Dataset("scan1", video), tmp_path / "Frames")
 
     assert list((tmp_path / "Frames").iterdir()) == []
+
+
+def test_only_the_frames_the_colmap_model_names_are_written(tmp_path: Path, video_writer):
+    video = tmp_path / "Frames.mp4"
+    images = video_writer(video, frames=6)
+    wanted = {frame_name("scan1", 1), frame_name("scan1", 4), frame_name("scan2", 0)}
+
+    written = extract_frames(Dataset("scan1", video), tmp_path / "Frames", wanted)
+
+    assert written == 2
+    assert sorted(p.name for p in (tmp_path / "Frames").iterdir()) == [frame_name("scan1", i) for i in (1, 4)]
+    for i in (1, 4):  # the right frames, by their colour
+        with Image.open(tmp_path / "Frames" / frame_name("scan1", i)) as image:
+            assert np.abs(np.asarray(image, np.int16)[24, 32] - images[i][24, 32]).max() <= 12

@@ -202,6 +202,28 @@ def test_a_step_missing_one_of_its_outputs_is_redone(job_root, run_job, fake_too
     assert (job_root / layout.FRAMES / "scan1_000001.jpg").is_file()
 
 
+def test_only_the_frames_images_bin_names_are_extracted_and_a_new_model_extracts_again(
+    job_root, run_job, fake_tools, fake_preview, colmap_writer
+):
+    """A recording holds many more frames than its reconstruction registered: only the registered
+    ones are written (ns-process-data copies and downscales every frame it finds). Another model
+    names other frames, so the step is redone."""
+    fake_preview("ok")
+    colmap_writer(job_root / layout.COLMAP_MODEL, ["scan1_000002.jpg", "scan2_000001.jpg"])
+    assert run_job().status == 0
+    assert sorted(p.name for p in (job_root / layout.FRAMES).iterdir()) == [
+        "scan1_000002.jpg",
+        "scan2_000001.jpg",
+    ]
+
+    colmap_writer(job_root / layout.COLMAP_MODEL, ["scan1_000000.jpg", "scan1_000002.jpg"])
+    again = run_job()
+
+    assert again.status == 0, again.stderr
+    assert "extract_frames: already done" not in again.stdout
+    assert {"scan1_000000.jpg", "scan1_000002.jpg"} <= {p.name for p in (job_root / layout.FRAMES).iterdir()}
+
+
 def test_a_truncated_output_is_written_again(job_root, run_job, fake_tools, fake_preview):
     fake_preview("ok")
     assert run_job().status == 0
@@ -421,6 +443,18 @@ def test_frames_that_do_not_match_images_bin_fail_before_nerfstudio_runs(job_roo
         "3 of 5 images in images.bin are not among the extracted frames (first missing: scan1_000000.jpg"
         in (result.stderr)
     )
+    assert fake_tools.calls() == []
+
+
+def test_a_corrupt_images_bin_fails_the_job_before_any_frame_is_decoded(job_root, run_job, fake_tools):
+    images_bin = job_root / layout.COLMAP_MODEL / "images.bin"
+    images_bin.write_bytes(images_bin.read_bytes()[:30])
+
+    result = run_job()
+
+    assert result.status == 1
+    assert "cannot read refined/global/refined_sfm_combined/images.bin" in result.stderr
+    assert result.stages() == [] and not (job_root / layout.FRAMES).exists()
     assert fake_tools.calls() == []
 
 
