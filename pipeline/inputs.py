@@ -45,7 +45,17 @@ def colmap_image_names(root: Path) -> frozenset[str]:
         raise PipelineError(f"cannot read {COLMAP_MODEL / 'images.bin'}: {exc}".splitlines()[0]) from exc
     if not names:
         raise PipelineError(f"{COLMAP_MODEL / 'images.bin'} holds no images")
+    odd = sorted(name for name in names if not _is_plain_file_name(name))
+    if odd:  # a path would reach outside Frames/ (ns-process-data opens what images.bin names)
+        raise PipelineError(
+            f"{COLMAP_MODEL / 'images.bin'} names {len(odd)} images that are no plain file names "
+            f"(first: {odd[0][:80]!r}); frames are named <dataset>_<NNNNNN>.jpg"
+        )
     return names
+
+
+def _is_plain_file_name(name: str) -> bool:
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\") and name.isprintable()
 
 
 def check_frames_match_colmap(root: Path) -> None:

@@ -458,6 +458,22 @@ def test_a_corrupt_images_bin_fails_the_job_before_any_frame_is_decoded(job_root
     assert fake_tools.calls() == []
 
 
+def test_an_images_bin_naming_paths_fails_the_job_before_any_frame_is_decoded(
+    job_root, run_job, fake_tools, colmap_writer
+):
+    """ns-process-data opens what images.bin names: a path could reach any file of the job root."""
+    colmap_writer(job_root / layout.COLMAP_MODEL, ["scan1_000000.jpg", "../datasets/scan1/Frames.mp4"])
+
+    result = run_job()
+
+    assert result.status == 1
+    assert (
+        "images.bin names 1 images that are no plain file names (first: '../datasets/scan1/Frames.mp4'); "
+        "frames are named <dataset>_<NNNNNN>.jpg" in result.stderr
+    )
+    assert result.stages() == [] and fake_tools.calls() == []
+
+
 def test_a_step_whose_output_did_not_appear_fails_the_job(run_job, fake_tools):
     fake_tools.set_mode("ns-process-data", "silent")
     result = run_job()
