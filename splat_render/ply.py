@@ -7,6 +7,7 @@ x y z nx ny nz f_dc_0..2 f_rest_0..(3K-1) opacity scale_0..2 rot_0..3, with f_re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def read_gaussians(path: Path | str) -> Gaussians:
     if missing or num_rest % 3:
         raise PreviewInputError(
             f"{path} is not a gaussian-splat PLY (missing {', '.join(missing[:4]) or 'whole f_rest triples'})"
+        )
+    if math.isqrt(num_rest // 3 + 1) ** 2 != num_rest // 3 + 1:
+        raise PreviewInputError(
+            f"{path} has {num_rest} f_rest properties: not a whole SH degree (degrees 1-3 take 9, 24 or 45)"
         )
     if len(vertex) == 0:
         raise PreviewInputError(f"{path} holds no gaussians")

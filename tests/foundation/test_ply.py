@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from plyfile import PlyData, PlyElement
 
 from splat_render.errors import PreviewInputError
 from splat_render.gaussians import Gaussians
@@ -87,11 +88,18 @@ def test_unreadable_and_empty_ply_errors(tmp_path):
         b"end_header\n0 0 0\n"
     )
     write_gaussians(tmp_path / "empty.ply", random_gaussians(0))
+    header = (tmp_path / "empty.ply").read_bytes().split(b"end_header\n")[0].decode()
+    names = [line.split()[-1] for line in header.splitlines() if line.startswith("property")]
+    odd = [name for name in names if not name.startswith("f_rest_")] + [f"f_rest_{i}" for i in range(6)]
+    PlyData([PlyElement.describe(np.zeros(3, dtype=[(n, "<f4") for n in odd]), "vertex")]).write(
+        tmp_path / "odd-sh.ply"
+    )
     for name, message in [
         ("missing.ply", "not found"),
         ("garbage.ply", "cannot read"),
         ("points.ply", "not a gaussian-splat PLY"),
         ("empty.ply", "no gaussians"),
+        ("odd-sh.ply", "has 6 f_rest properties: not a whole SH degree"),
     ]:
         with pytest.raises(PreviewInputError, match=message) as error:
             read_gaussians(tmp_path / name)
