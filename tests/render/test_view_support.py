@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scenes import real_captures
-from scipy.spatial.transform import Rotation
+from scipy.spatial.transform import Rotation, Slerp
 
 from splat_render import flythrough
 from splat_render.analysis import analyze_scene
@@ -20,7 +20,7 @@ from splat_render.orbit import PathSpec, look_at
 from splat_render.paths import capture_support, choose_path, plan_path
 from splat_render.raster import RenderSettings, render_batch
 from splat_render.support import Views, frame_support, view_support
-from splat_render.views import viewmats_from_c2w
+from splat_render.views import pinhole_cameras, viewmats_from_c2w
 
 SPEC = PathSpec(width=160, height=90, frames=90)
 REAL = ("snowmiku_arc", "tum_fr1_rpy")
@@ -155,6 +155,29 @@ def test_auto_is_supported_shows_the_capture_and_turns_calmly(real, frames) -> N
     assert score.coverage >= 0.6, planned.path.reason
     assert score.motion.max_turn_deg_s <= 90 and score.motion.max_roll_deg <= 6
     assert planned.path.figures["supported_frames"] == pytest.approx(score.supported, abs=1e-3)
+
+
+def test_a_long_walk_makes_a_short_calm_preview(real) -> None:
+    """The capture walked there, back and there again with ten cameras between each two of its own
+    (1,300–2,100 views, a few minutes at a phone's rate): auto still makes 5–10 s of video, supported,
+    showing what the capture saw, turning calmly."""
+    capture, _, _ = real
+    steps = np.arange(len(capture.c2w))
+    between = np.linspace(0, len(capture.c2w) - 1, 10 * (len(capture.c2w) - 1) + 1)
+    rotations = Slerp(steps, Rotation.from_matrix(capture.c2w[:, :, :3]))(between).as_matrix()
+    positions = np.stack([np.interp(between, steps, capture.c2w[:, i, 3]) for i in range(3)], axis=1)
+    once = np.concatenate([rotations, positions[:, :, None]], axis=2)
+    walk = np.concatenate([once, once[::-1], once])
+    cameras = pinhole_cameras(
+        torch.as_tensor(walk, dtype=torch.float32), capture.focal, capture.width, capture.height
+    )
+    analysis = analyze_scene(capture.gaussians, cameras, observation=capture.observation)
+
+    planned = choose_path(analysis, capture.gaussians, replace(SPEC, frames=None))
+
+    assert 5 * planned.path.fps <= len(planned.path.c2w) <= 10 * planned.path.fps
+    assert planned.score.supported >= 0.9 and planned.score.coverage >= 0.6, planned.path.reason
+    assert planned.score.motion.max_turn_deg_s <= 90 and planned.score.motion.typical_turn_deg_s <= 60
 
 
 def test_auto_frames_are_filled_with_the_capture(real) -> None:
