@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,21 +57,25 @@ def run_job(job_root: Path, capsys: pytest.CaptureFixture):
     return run_job
 
 
+def export_after_the_go_ahead(go_aheads: Callable[[], list], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export holds until the preview has recorded a go-ahead (or 30 s): a go-ahead sent only after
+    export would then find splat.ply written, however fast or slow the machine is."""
+    export_splat = pipeline.job.export_splat
+
+    def export(*args, **kwargs):
+        deadline = time.monotonic() + 30
+        while not go_aheads() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return export_splat(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.job, "export_splat", export)
+
+
 def test_a_job_runs_the_steps_in_order_and_reports_progress(
     job_root, run_job, fake_tools, fake_preview, monkeypatch
 ):
     preview = fake_preview("ok")
-    # Export holds until the preview has recorded its go-ahead (or 30 s): a go-ahead sent only after
-    # export would then find splat.ply written, however fast or slow the machine is.
-    export_splat = pipeline.job.export_splat
-
-    def export_after_the_go_ahead(*args, **kwargs):
-        deadline = time.monotonic() + 30
-        while not preview.calls() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return export_splat(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline.job, "export_splat", export_after_the_go_ahead)
+    export_after_the_go_ahead(preview.calls, monkeypatch)
 
     result = run_job("--train-iterations", "5")
 
@@ -378,8 +383,10 @@ def test_a_job_cancelled_in_training_leaves_no_renderer_behind(
                 os.killpg(call["pid"], signal.SIGKILL)
 
 
-def test_a_failed_preview_is_retried_on_the_next_run(job_root, run_job, fake_tools, fake_preview):
-    fake_preview("crash")
+def test_a_failed_preview_is_retried_on_the_next_run(
+    job_root, run_job, fake_tools, fake_preview, monkeypatch
+):
+    export_after_the_go_ahead(fake_preview("crash").calls, monkeypatch)
     assert run_job().status == 0
     splat = (job_root / layout.SPLAT_PLY).stat().st_mtime_ns
     preview = fake_preview("ok")
