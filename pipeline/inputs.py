@@ -58,9 +58,9 @@ def _is_plain_file_name(name: str) -> bool:
     return name not in ("", ".", "..") and not any(c in name for c in "/\\") and name.isprintable()
 
 
-def check_frames_match_colmap(root: Path) -> None:
-    """Every image of images.bin must be an extracted frame, or ns-process-data fails obscurely."""
-    names = colmap_image_names(root)
+def check_frames_match_colmap(root: Path, names: frozenset[str]) -> None:
+    """Every image of images.bin (``names``, from colmap_image_names) must be an extracted frame, or
+    ns-process-data fails obscurely."""
     missing = sorted(name for name in names if not (root / FRAMES / name).is_file())
     if missing:
         example = min((p.name for p in (root / FRAMES).glob("*.jpg")), default="none")

@@ -61,7 +61,7 @@ def job_stages(
     process, train = process_data_command(), train_command(options.train_iterations)
 
     def process_data() -> None:
-        check_frames_match_colmap(root)
+        check_frames_match_colmap(root, frames)
         run_command(process, cwd=root)
 
     def export() -> None:
