@@ -23,7 +23,9 @@ from splat_render.support import Views, frame_support, view_support
 from splat_render.views import pinhole_cameras, viewmats_from_c2w
 
 SPEC = PathSpec(width=160, height=90, frames=90)
-REAL = ("snowmiku_arc", "tum_fr1_rpy")
+REAL = ("snowmiku_arc", "tum_fr1_rpy", "tum_fr3_cabinet_half")
+# TUM's motion capture is z-up; ns-process-data turns COLMAP's z into the training frame's y.
+SURVEYED_UP = {name: np.array([0.0, 1.0, 0.0]) for name in ("tum_fr1_rpy", "tum_fr3_cabinet_half")}
 
 
 @pytest.fixture(scope="module", params=REAL)
@@ -107,12 +109,12 @@ def test_cameras_rolled_on_purpose_leave_up_to_the_geometry() -> None:
 
 def test_a_real_capture_stands_upright(real) -> None:
     capture, analysis, _ = real
-    truth = {"tum_fr1_rpy": np.array([0.0, 1.0, 0.0])}.get(capture.name)  # TUM's mocap z-up, as trained
+    truth = SURVEYED_UP.get(capture.name)
     if truth is None:  # no surveyed up: the cameras' own horizon must be level on average
         roll = np.degrees(np.arcsin(capture.c2w[:, :, 0] @ analysis.frame.up))
         assert abs(np.median(roll)) <= 3.0
-    else:
-        assert math.degrees(math.acos(np.clip(analysis.frame.up @ truth, -1, 1))) <= 5.0
+    else:  # a horizon within 6°; a hand's roll leans the right vectors (4° in the cabinet's median)
+        assert math.degrees(math.acos(np.clip(analysis.frame.up @ truth, -1, 1))) <= 6.0
 
 
 def as_colmap_ply(capture, camera: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +131,7 @@ def test_a_real_ply_without_cameras_stands_on_its_floor(real) -> None:
     (the convention alone leans 48° in the median with the cameras' pitch); the plush's bed holds too
     little of its cloud to be a floor, so the convention stays. Never worse than the convention."""
     capture, analysis, _ = real
-    truth = {"tum_fr1_rpy": np.array([0.0, 1.0, 0.0])}.get(capture.name, cameras_up(capture.c2w))
+    truth = SURVEYED_UP.get(capture.name, cameras_up(capture.c2w))
     opacities = torch.sigmoid(capture.gaussians.opacity_logits).numpy().reshape(-1)
     errors, convention_errors = [], []
     for camera in range(len(capture.c2w)):
@@ -212,18 +214,23 @@ def test_flythrough_is_smooth_level_and_supported(real) -> None:
 
 
 def test_the_flythrough_steps_back_to_show_more_while_every_frame_stays_supported(real, monkeypatch) -> None:
+    """It steps back where that shows more and keeps every frame supported (the office and the plush,
+    as the README says), else it stays where the walk stood (the cabinet: the walk framed all of it
+    already, and a step back shows no more)."""
     capture, analysis, support = real
     stepped = plan_path(analysis, capture.gaussians, support, "flythrough", SPEC)
     monkeypatch.setattr(flythrough, "STEP_BACK", ())
     in_place = plan_path(analysis, capture.gaussians, support, "flythrough", SPEC)
-    assert "of the viewing distance behind them" in stepped.path.reason
+    moved = "of the viewing distance behind them" in stepped.path.reason
+    assert moved == (capture.name in ("snowmiku_arc", "tum_fr1_rpy"))
     assert stepped.score.supported >= in_place.score.supported
-    assert stepped.score.coverage >= in_place.score.coverage + 0.02
+    assert stepped.score.coverage >= in_place.score.coverage + (0.02 if moved else 0.0)
     assert np.allclose(stepped.path.c2w[:, :, :3], in_place.path.c2w[:, :, :3])  # only moved back
     back = np.einsum(
         "fi,fi->f", stepped.path.c2w[:, :, 3] - in_place.path.c2w[:, :, 3], in_place.path.c2w[:, :, 2]
     )
-    assert np.allclose(back, back[0]) and 0 < back[0] <= 0.3 * support.scale + 1e-6
+    assert np.allclose(back, back[0]) and (back[0] > 0 if moved else back[0] == 0)
+    assert back[0] <= 0.3 * support.scale + 1e-6
 
 
 def test_an_orbit_of_an_unsupported_side_is_measured_so() -> None:
