@@ -6,13 +6,16 @@ job fails in seconds instead of after an hour of training or deep inside a nerfs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from nerfstudio.data.utils.colmap_parsing_utils import read_images_binary
-
+from pipeline.colmap import CorruptModel, check_cameras, check_points, image_names
 from pipeline.errors import PipelineError
 from pipeline.frames import Dataset
 from pipeline.layout import COLMAP_FILES, COLMAP_MODEL, DATASET_VIDEO, DATASETS, FRAMES
+
+T = TypeVar("T")
 
 
 def find_datasets(root: Path) -> tuple[Dataset, ...]:
@@ -31,18 +34,18 @@ def find_datasets(root: Path) -> tuple[Dataset, ...]:
 
 
 def check_colmap_model(root: Path) -> None:
+    """The COLMAP files are there, and cameras.bin and points3D.bin hold what their counts say (which
+    nerfstudio's readers take at their word; images.bin is walked by ``colmap_image_names``)."""
     missing = [name for name in COLMAP_FILES if not (root / COLMAP_MODEL / name).is_file()]
     if missing:
         raise PipelineError(f"missing COLMAP files in {COLMAP_MODEL}/: {', '.join(missing)}")
+    _read_colmap(root, "cameras.bin", check_cameras)
+    _read_colmap(root, "points3D.bin", check_points)
 
 
 def colmap_image_names(root: Path) -> frozenset[str]:
     """The names of the images in images.bin: the frames the job needs."""
-    images_bin = root / COLMAP_MODEL / "images.bin"
-    try:
-        names = frozenset(image.name for image in read_images_binary(images_bin).values())
-    except Exception as exc:  # struct.error, UnicodeDecodeError, ... on a truncated or foreign file
-        raise PipelineError(f"cannot read {COLMAP_MODEL / 'images.bin'}: {exc}".splitlines()[0]) from exc
+    names = frozenset(_read_colmap(root, "images.bin", image_names))
     if not names:
         raise PipelineError(f"{COLMAP_MODEL / 'images.bin'} holds no images")
     odd = sorted(name for name in names if not _is_plain_file_name(name))
@@ -52,6 +55,14 @@ def colmap_image_names(root: Path) -> frozenset[str]:
             f"(first: {odd[0][:80]!r}); frames are named <dataset>_<NNNNNN>.jpg"
         )
     return names
+
+
+def _read_colmap(root: Path, name: str, read: Callable[[Path], T]) -> T:
+    try:
+        return read(root / COLMAP_MODEL / name)
+    except (CorruptModel, OSError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise PipelineError(f"cannot read {COLMAP_MODEL / name}: {why}") from exc
 
 
 def _is_plain_file_name(name: str) -> bool:

@@ -8,9 +8,11 @@ import json
 import os
 import shlex
 import signal
+import struct
 import subprocess
 import sys
 import time
+import tracemalloc
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import pipeline.job
 import run
 from pipeline import layout
 from pipeline.errors import PipelineError
+from pipeline.inputs import colmap_image_names
 from pipeline.preview import DEFAULT_RENDERER, PreviewRenderer
 from splat_render.errors import PreviewInputError
 
@@ -463,6 +466,79 @@ def test_a_corrupt_images_bin_fails_the_job_before_any_frame_is_decoded(job_root
     assert "cannot read refined/global/refined_sfm_combined/images.bin" in result.stderr
     assert result.stages() == [] and not (job_root / layout.FRAMES).exists()
     assert fake_tools.calls() == []
+
+
+HUGE_COUNT = 2**40
+"""A count no file of a test holds: nerfstudio's readers would ask for terabytes before reading."""
+IMAGE_HEAD = struct.pack("<idddddddi", 1, 1.0, 0, 0, 0, 0, 0, 0, 1)  # id, quaternion, translation, camera
+HOSTILE_COLMAP = {
+    "images-claiming-2D-points": (
+        "images.bin",
+        struct.pack("<Q", 1) + IMAGE_HEAD + b"scan1_000000.jpg\0" + struct.pack("<Q", HUGE_COUNT),
+        f"it claims {HUGE_COUNT} 2D points of image 1 ({24 * HUGE_COUNT} bytes or more), but only 0 bytes "
+        "are left",
+    ),
+    "points-claiming-a-track": (
+        "points3D.bin",
+        struct.pack("<Q", 1)
+        + struct.pack("<QdddBBBd", 1, 0, 0, 2, 200, 100, 50, 0.5)
+        + struct.pack("<Q", HUGE_COUNT),
+        f"it claims {HUGE_COUNT} track elements of point 1 ({8 * HUGE_COUNT} bytes or more), but only 0 "
+        "bytes are left",
+    ),
+    "images-counting-too-many": (
+        "images.bin",
+        struct.pack("<Q", HUGE_COUNT),
+        f"it claims {HUGE_COUNT} images ({73 * HUGE_COUNT} bytes or more), but only 0 bytes are left",
+    ),
+    "camera-of-no-model": (
+        "cameras.bin",
+        struct.pack("<Q", 1) + struct.pack("<iiQQ", 1, 99, 64, 48) + struct.pack("<4d", 50, 50, 32, 24),
+        "camera 1 has model id 99, no COLMAP camera model",
+    ),
+    "camera-larger-than-a-frame": (
+        "cameras.bin",
+        struct.pack("<Q", 1) + struct.pack("<iiQQ", 1, 1, 2**32, 2**32) + struct.pack("<4d", 50, 50, 32, 24),
+        f"camera 1 is {2**32}x{2**32} pixels; frames are 1 to 33177600 pixels (8K UHD)",
+    ),
+    "camera-without-its-parameters": (
+        "cameras.bin",
+        struct.pack("<Q", 1) + struct.pack("<iiQQ", 1, 1, 64, 48) + struct.pack("<2d", 50, 50),
+        "it ends within the parameters of camera 1 (16 of 32 bytes left)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "content", "why"), HOSTILE_COLMAP.values(), ids=HOSTILE_COLMAP.keys())
+def test_a_colmap_file_whose_counts_overstate_it_fails_the_job_before_anything_reads_it(
+    job_root, run_job, fake_tools, name, content, why
+):
+    """nerfstudio's readers allocate what a count says before reading: a few bytes could take the
+    node's memory; a camera of no model or of absurd size would fail deep inside ns-process-data."""
+    (job_root / layout.COLMAP_MODEL / name).write_bytes(content)
+
+    result = run_job()
+
+    assert result.status == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.strip().endswith(f"ERROR cannot read {layout.COLMAP_MODEL / name}: {why}")
+    assert result.stages() == [] and not (job_root / layout.FRAMES).exists()
+    assert fake_tools.calls() == []
+
+
+def test_reading_images_bin_takes_the_memory_of_its_names_not_of_its_counts(job_root):
+    images_bin = job_root / layout.COLMAP_MODEL / "images.bin"
+    images_bin.write_bytes(
+        struct.pack("<Q", 1) + IMAGE_HEAD + b"scan1_000000.jpg\0" + struct.pack("<Q", 10_000_000)
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(PipelineError):
+            colmap_image_names(job_root)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # nerfstudio's reader takes 1 GB for this file of 99 bytes
 
 
 def test_an_images_bin_naming_paths_fails_the_job_before_any_frame_is_decoded(
