@@ -218,10 +218,11 @@ class DomainClient:
         items = self._metadata(query, f"metadata of {name!r}")
         return [m for m in items if m.name == name and (data_type is None or m.data_type == data_type)]
 
-    def download(self, item: DataMeta, destination: Path) -> int:
+    def download(self, item: DataMeta, destination: Path, ceiling: SizeCap | None = None) -> int:
         """Stream an item's bytes to a temporary name beside destination, then rename; returns the size.
 
-        The item may not grow past its declared size plus slack (DOWNLOAD_SIZE_SLACK_BYTES)."""
+        The item may not grow past its declared size plus slack (DOWNLOAD_SIZE_SLACK_BYTES), nor past
+        ceiling when given (for items the node reads into memory)."""
         partial = destination.with_name(destination.name + ".part")
         what = f"download of {item.name} ({item.id})"
 
@@ -232,7 +233,7 @@ class DomainClient:
                 "GET",
                 f"{self._data_url}/{path_segment(item.id)}",
                 what,
-                self._transfer_limits.download_cap(item.size),
+                self._transfer_limits.download_cap(item.size, ceiling),
                 params={"raw": "true"},
             ) as (reply, chunks):
                 reply.raise_for_status()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .domain import DataMeta, DomainClient, has_control_character
+from .transfer import SizeCap
 from .workspace import is_safe_component
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ SCAN_PREFIX = "refined_scan_"
 URL_SCHEMES = ("http://", "https://")
 DATASETS_DIR = Path("datasets")
 RECORDING_FILE = "Frames.mp4"
+MANIFEST_CAP = SizeCap(16 * 1024 * 1024, "the node's limit on a refined manifest")
+"""The manifest is parsed whole in memory, so its declared size is no bound: the node sets one."""
 SUFFIX_MAX_CHARS = 200
 """The manifest's suffix names every output item; a longer one is no timestamp or scan label."""
 COLMAP_DIR = Path("refined/global/refined_sfm_combined")
@@ -140,7 +143,7 @@ def fetch_inputs(domain: DomainClient, manifest_id: str, job_root: Path) -> Inpu
     suffix = manifest_suffix(manifest[0].name)
     check_suffix(suffix)
     manifest_path = job_root / "refined_manifest.json"
-    domain.download(manifest[0], manifest_path)
+    domain.download(manifest[0], manifest_path, MANIFEST_CAP)
     data_ids = manifest_data_ids(manifest_path)
 
     recordings = _recordings_by_scan(domain.metadata_by_ids(item_ids(data_ids)))

@@ -32,10 +32,14 @@ class TransferLimits:
     max_bytes: int
     size_slack_bytes: int
 
-    def download_cap(self, declared: int | None) -> SizeCap:
-        """An item may be its declared size plus the slack, never more than the absolute cap."""
-        if declared is None or declared + self.size_slack_bytes >= self.max_bytes:
-            return SizeCap(self.max_bytes, "DOWNLOAD_MAX_BYTES")
+    def download_cap(self, declared: int | None, ceiling: SizeCap | None = None) -> SizeCap:
+        """An item may be its declared size plus the slack, never more than the absolute cap, nor than
+        ceiling (the caller's own cap for that kind of item) when it is lower."""
+        absolute = SizeCap(self.max_bytes, "DOWNLOAD_MAX_BYTES")
+        if ceiling is not None and ceiling.max_bytes < absolute.max_bytes:
+            absolute = ceiling
+        if declared is None or declared + self.size_slack_bytes >= absolute.max_bytes:
+            return absolute
         return SizeCap(
             declared + self.size_slack_bytes, f"its declared {declared} bytes + DOWNLOAD_SIZE_SLACK_BYTES"
         )

@@ -195,6 +195,27 @@ def test_a_recording_far_larger_than_its_metadata_is_cut_off(
     assert runnable in emulator.completes
 
 
+def test_a_manifest_larger_than_the_node_reads_fails_the_task_before_any_recording_is_fetched(
+    emulator: Emulator, make_config
+):
+    """The manifest is read whole into memory: its own declared size is no bound on that."""
+    scan = seed_scan(emulator)
+    manifest = emulator.items[scan.manifest_id]
+    padding = b" " * (16 * 1024 * 1024)
+    manifest.content = manifest.content[:-1] + padding + b"}"  # still the same JSON, its size declared
+    hostile = emulator.add_task([scan.manifest_cid])
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(), runnable)
+
+    assert emulator.fails[hostile]["reason"] == (
+        f"runner failed: inputs: download of {manifest.name} ({manifest.id}) is larger than its limit of "
+        "16777216 bytes (the node's limit on a refined manifest)"
+    )
+    assert emulator.matching("GET", recording_path(emulator)) == []
+    assert runnable in emulator.completes
+
+
 def test_run_py_gets_no_node_secret_in_its_environment(
     emulator: Emulator, make_config, monkeypatch, tmp_path: Path
 ):

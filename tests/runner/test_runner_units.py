@@ -39,7 +39,7 @@ from runner.progress import failure_event, parse_progress_line, task_percent
 from runner.redaction import REDACTED, Redactor
 from runner.retry import Backoff
 from runner.timestamps import parse_rfc3339
-from runner.transfer import TransferAborted, TransferGuard, TransferLimits
+from runner.transfer import SizeCap, TransferAborted, TransferGuard, TransferLimits
 from runner.urls import path_segment, same_server
 from runner.workspace import is_safe_component
 
@@ -240,6 +240,11 @@ def test_transfer_size_caps_take_the_declared_size_plus_slack_under_an_absolute_
     assert limits.download_cap(10).max_bytes == 110
     assert limits.download_cap(5000).max_bytes == 1000
     assert limits.download_cap(None).max_bytes == 1000
+    ceiling = SizeCap(500, "the caller's limit")
+    assert limits.download_cap(10, ceiling).max_bytes == 110
+    assert limits.download_cap(5000, ceiling) == ceiling
+    assert limits.download_cap(None, ceiling) == ceiling
+    assert limits.download_cap(None, SizeCap(2000, "a higher limit")).max_bytes == 1000
 
 
 def test_a_transfer_guard_stops_oversized_slow_and_late_transfers():
