@@ -28,6 +28,9 @@ T = TypeVar("T")
 IDS_PER_METADATA_CALL = 100
 STREAM_CHUNK_BYTES = 1024 * 1024
 OCTET_STREAM = "application/octet-stream"
+MULTIPART_MAX_PARTS = 10_000
+"""S3's limit, which multipart uploads follow: a part size that needs more parts is no usable answer,
+and a tiny one would turn one file into millions of requests."""
 _CID_MARKER = "/api/v1/domains/"
 JSON_REPLY_CAP = SizeCap(16 * 1024 * 1024, "the node's limit on a JSON reply")
 
@@ -42,6 +45,10 @@ class UnsafeFormValue(ValueError):
 
 class UploadTooLarge(RuntimeError):
     """The file exceeds the server's request limit and the server offers no multipart upload."""
+
+
+class UnusablePartSize(RuntimeError):
+    """The server started a multipart upload with a part size no upload of the file can use."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,23 @@ def create_disposition(name: str, data_type: str) -> str:
 
 def update_disposition(data_id: str) -> str:
     return f"form-data; id={form_value(data_id)}"
+
+
+def part_count(part_size: Any, size: int, name: str) -> int:
+    """How many parts of part_size bytes carry a file of size bytes (one at least, for an empty file)."""
+    where = f"for {name} ({size} bytes)"
+    if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size <= 0:
+        raise UnusablePartSize(
+            f"the domain server's multipart part_size {part_size!r:.80} is no positive whole number of "
+            f"bytes {where}"
+        )
+    count = max(1, -(-size // part_size))
+    if count > MULTIPART_MAX_PARTS:
+        raise UnusablePartSize(
+            f"the domain server's multipart part_size of {part_size} bytes would split it into {count} "
+            f"parts (at most {MULTIPART_MAX_PARTS}) {where}"
+        )
+    return count
 
 
 def file_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
@@ -332,14 +356,14 @@ class DomainClient:
             ),
             f"start of multipart upload of {name}",
         )
-        upload_id, part_size = str(started["upload_id"]), int(started["part_size"])
+        upload_id, part_size = str(started["upload_id"]), started.get("part_size")
         try:
             parts = [
                 {
                     "part_number": number,
                     "etag": self._upload_part(url, upload_id, path, number, part_size, size),
                 }
-                for number in range(1, max(1, -(-size // part_size)) + 1)
+                for number in range(1, part_count(part_size, size, name) + 1)
             ]
             finished = self._retrying(
                 lambda: self._json_call(

@@ -14,7 +14,15 @@ import httpx
 from .cancel import Cancelled, CancelSignal
 from .config import Config
 from .dms import Lease
-from .domain import DataRef, DomainClient, ForeignServer, UnsafeFormValue, UploadTooLarge, parse_data_cid
+from .domain import (
+    DataRef,
+    DomainClient,
+    ForeignServer,
+    UnsafeFormValue,
+    UnusablePartSize,
+    UploadTooLarge,
+    parse_data_cid,
+)
 from .inputs import InputError, fetch_inputs
 from .lease import LeaseKeeper
 from .outputs import Artifact, MissingOutput, Published, publish_outputs
@@ -42,6 +50,7 @@ EXPECTED_FAILURES = (
     MissingOutput,
     UnsafeFormValue,
     UploadTooLarge,
+    UnusablePartSize,
     RetriesExhausted,
     httpx.HTTPError,
 )

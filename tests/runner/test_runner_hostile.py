@@ -216,6 +216,33 @@ def test_a_manifest_larger_than_the_node_reads_fails_the_task_before_any_recordi
     assert runnable in emulator.completes
 
 
+@pytest.mark.parametrize(
+    ("part_size", "why"),
+    [
+        (0, "part_size 0 is no positive whole number of bytes"),
+        (-400, "part_size -400 is no positive whole number of bytes"),
+        ("lots", "part_size 'lots' is no positive whole number of bytes"),
+        (2, "part_size of 2 bytes would split it into 10001 parts (at most 10000)"),
+    ],
+    ids=["zero", "negative", "text", "too-many-parts"],
+)
+def test_a_multipart_part_size_no_upload_can_use_fails_the_task_and_aborts_the_upload(
+    emulator: Emulator, make_config, monkeypatch, part_size, why
+):
+    monkeypatch.setenv("FAKE_SPLAT_BYTES", "20001")
+    emulator.request_max_bytes = 1024
+    emulator.part_size = part_size
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.fails[task_id]["reason"] == (
+        f"runner failed: upload: the domain server's multipart {why} for refined_splat{SUFFIX} (20001 bytes)"
+    )
+    assert emulator.matching("PUT", DATA_PATH + "/multipart") == []
+    assert len(emulator.aborted_uploads) == 1 and emulator.uploads == {}
+
+
 def test_run_py_gets_no_node_secret_in_its_environment(
     emulator: Emulator, make_config, monkeypatch, tmp_path: Path
 ):
