@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scenes import real_captures
 
 from splat_render.errors import PreviewInputError
 from splat_render.framing import frame_scene
@@ -230,15 +230,12 @@ def test_three_million_gaussians_frame_quickly() -> None:
     assert time.perf_counter() - started < 1.5
 
 
-PLYS = Path(__file__).resolve().parent.parent / "fixtures" / "plys"
-
-
 @pytest.mark.parametrize("name", ["luma_lou_seal", "polycam_bus_stop_shelter", "polycam_prius"])
 def test_real_plys_from_other_tools_stand_on_their_floor_or_the_convention(name: str) -> None:
     """All their gaussians, −y up (tests/fixtures/plys/SOURCE.md). The statue's plaza is its floor;
     the shelter is a narrow slab standing across −y, not a floor; the car's windscreen holds as many
     gaussians as a floor would but spans a third of the car, so neither sets up: −y does."""
-    gaussians = read_gaussians(PLYS / f"{name}.ply")
+    gaussians = read_gaussians(real_captures.PLYS / f"{name}.ply")
     opacities = torch.sigmoid(gaussians.opacity_logits).numpy()
     frame = frame_scene(gaussians.means.numpy(), opacities)
     assert angle_deg(frame.up, [0.0, -1.0, 0.0]) <= 5.0

@@ -209,9 +209,6 @@ def test_the_poster_shows_the_subject(wrapped_object) -> None:
     assert judge.visible_counts(fractions)[0] >= 3
 
 
-PLYS = Path(__file__).resolve().parent.parent / "fixtures" / "plys"
-
-
 def reddish(frame: np.ndarray) -> np.ndarray:
     """[H,W] bool: clearly red pixels (red well above both green and blue)."""
     r, g, b = (frame[..., i].astype(np.float32) for i in range(3))
@@ -223,7 +220,7 @@ def test_plys_from_other_tools_stand_upright(tmp_path, name: str) -> None:
     """Real PLYs from Luma and Polycam, −y up, no header (tests/fixtures/plys/SOURCE.md): a statue on
     its plaza, a shelter (a slab standing across the convention's axis) and a car alone (whose
     windscreen holds as many gaussians as a floor would). The orbit keeps their up within 12°."""
-    result = preview(None, tmp_path, ply=PLYS / f"{name}.ply")
+    result = preview(None, tmp_path, ply=real_captures.PLYS / f"{name}.ply")
     assert angle_deg(path_up(result["c2w"]), np.array([0.0, -1.0, 0.0])) <= 12
     if name == "polycam_bus_stop_shelter":  # judged on the frames: the red roof is on top
         frames = result["frames"]

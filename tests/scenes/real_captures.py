@@ -22,6 +22,7 @@ from splat_render.ply import read_gaussians
 from splat_render.views import pinhole_cameras
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
+PLYS = FIXTURES.parent / "plys"  # real 3DGS PLYs from other tools, without cameras (their SOURCE.md)
 
 
 @dataclass(frozen=True)
