@@ -51,6 +51,14 @@ class UnusablePartSize(RuntimeError):
     """The server started a multipart upload with a part size no upload of the file can use."""
 
 
+class UnusableReply(RuntimeError):
+    """A reply the node cannot take as it stands: no JSON object, or item metadata with a field
+    missing or of a type or value no item has."""
+
+    def __init__(self, what: str, why: str):
+        super().__init__(f"the domain server's reply for {what} is unusable: {why}")
+
+
 @dataclass(frozen=True)
 class DataRef:
     """Where one data item lives: the CID URL split into server base, domain and item id."""
@@ -104,21 +112,54 @@ class DomainBearer(httpx.Auth):
         yield request
 
 
-def parse_meta(item: dict[str, Any]) -> DataMeta:
+def is_whole_number(value: Any) -> bool:
+    """Whether a JSON value is an integer: not a bool, a float (NaN and Infinity among them) or text."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_meta_reply(body: dict[str, Any], what: str) -> list[DataMeta]:
+    """The items of a metadata reply `{"data": [item, ...]}`; no data, or null, is no items."""
+    items = body.get("data")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise UnusableReply(what, f"its data {items!r:.80} is no list")
+    return [parse_meta(item, index, what) for index, item in enumerate(items, start=1)]
+
+
+def parse_single_meta(body: dict[str, Any], what: str) -> DataMeta:
+    """Uploads answer either `{"data": [meta]}` or the metadata object itself."""
+    items = body.get("data")
+    return parse_meta(items[0] if isinstance(items, list) and items else body, 1, what)
+
+
+def parse_meta(item: Any, index: int, what: str) -> DataMeta:
+    """The index-th item (from 1) of the reply for what: it must have an id and a name, and whatever
+    else it declares must be of its type (its size bounds the item's download)."""
+    if not isinstance(item, dict):
+        raise UnusableReply(what, f"item {index} {item!r:.80} is no JSON object")
     size = item.get("size")
+    if size is not None and not (is_whole_number(size) and size >= 0):
+        raise UnusableReply(what, f"item {index}'s size {size!r:.80} is no whole number of bytes")
     return DataMeta(
-        id=str(item["id"]),
-        domain_id=str(item.get("domain_id") or ""),
-        name=str(item.get("name") or ""),
-        data_type=str(item.get("data_type") or ""),
-        size=None if size is None else int(size),
+        id=_text_field(item, "id", index, what, required=True),
+        domain_id=_text_field(item, "domain_id", index, what),
+        name=_text_field(item, "name", index, what, required=True),
+        data_type=_text_field(item, "data_type", index, what),
+        size=size,
     )
 
 
-def parse_single_meta(body: dict[str, Any]) -> DataMeta:
-    """Uploads answer either `{"data": [meta]}` or the metadata object itself."""
-    items = body.get("data")
-    return parse_meta(items[0] if isinstance(items, list) and items else body)
+def _text_field(item: dict[str, Any], key: str, index: int, what: str, *, required: bool = False) -> str:
+    """item[key] as text; missing, null or empty is "" where the field is not required."""
+    value = item.get(key)
+    if value in (None, ""):
+        if required:
+            raise UnusableReply(what, f"item {index} has no {key}")
+        return ""
+    if not isinstance(value, str):
+        raise UnusableReply(what, f"item {index}'s {key} {value!r:.80} is no text")
+    return value
 
 
 def has_control_character(text: str) -> bool:
@@ -145,7 +186,7 @@ def update_disposition(data_id: str) -> str:
 def part_count(part_size: Any, size: int, name: str) -> int:
     """How many parts of part_size bytes carry a file of size bytes (one at least, for an empty file)."""
     where = f"for {name} ({size} bytes)"
-    if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size <= 0:
+    if not is_whole_number(part_size) or part_size <= 0:
         raise UnusablePartSize(
             f"the domain server's multipart part_size {part_size!r:.80} is no positive whole number of "
             f"bytes {where}"
@@ -332,7 +373,8 @@ class DomainClient:
                     body=envelope.stream(path, size),
                     body_size=envelope.body_size(size),
                     headers={"Content-Type": envelope.content_type},
-                )
+                ),
+                what,
             ),
             what,
         )
@@ -378,7 +420,7 @@ class DomainClient:
         except BaseException:
             self._abort_multipart(url, upload_id)
             raise
-        return parse_single_meta(finished)
+        return parse_single_meta(finished, f"completion of multipart upload of {name}")
 
     def _upload_part(
         self, url: str, upload_id: str, path: Path, number: int, part_size: int, size: int
@@ -416,10 +458,7 @@ class DomainClient:
 
     def _metadata(self, query: dict[str, str], what: str) -> list[DataMeta]:
         return self._retrying(
-            lambda: [
-                parse_meta(item)
-                for item in self._json_call("GET", self._data_url, what, params=query).get("data") or []
-            ],
+            lambda: parse_meta_reply(self._json_call("GET", self._data_url, what, params=query), what),
             what,
         )
 
@@ -439,7 +478,13 @@ class DomainClient:
             chunks,
         ):
             reply.raise_for_status()
-            return json.loads(b"".join(chunks))
+            try:
+                parsed = json.loads(b"".join(chunks))
+            except ValueError:  # not JSON, or not UTF-8
+                parsed = None
+        if not isinstance(parsed, dict):
+            raise UnusableReply(what, "it is no JSON object")
+        return parsed
 
     @contextmanager
     def _exchange(

@@ -20,6 +20,7 @@ from .domain import (
     ForeignServer,
     UnsafeFormValue,
     UnusablePartSize,
+    UnusableReply,
     UploadTooLarge,
     parse_data_cid,
 )
@@ -51,6 +52,7 @@ EXPECTED_FAILURES = (
     UnsafeFormValue,
     UploadTooLarge,
     UnusablePartSize,
+    UnusableReply,
     RetriesExhausted,
     httpx.HTTPError,
 )

@@ -115,6 +115,38 @@ def test_a_suffix_no_output_can_be_named_with_fails_the_task_before_any_download
     assert emulator.matching("POST", DATA_PATH) == []
 
 
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (
+            b'{"data": [{"id": "%s", "name": "refined_manifest", "size": NaN}]}',
+            "item 1's size nan is no whole number of bytes",
+        ),
+        (b'{"data": {"id": "%s"}}', "its data {'id': '%s'} is no list"),
+        (b"<html>%s</html>", "it is no JSON object"),
+    ],
+    ids=["size-NaN", "data-not-a-list", "not-JSON"],
+)
+def test_an_unusable_metadata_reply_fails_the_task_on_one_line_and_the_node_goes_on(
+    emulator: Emulator, make_config, caplog, reply: bytes, why: str
+):
+    scan = seed_scan(emulator)
+    reply = reply.replace(b"%s", scan.manifest_id.encode())
+    emulator.inject(Fault("GET", DATA_PATH, query_has="ids", body=reply, times=1))
+    hostile = emulator.add_task([scan.manifest_cid])
+    runnable = add_runnable_task(emulator)
+
+    run_one_task(emulator, make_config(), runnable)
+
+    assert emulator.fails[hostile]["reason"] == (
+        "runner failed: inputs: the domain server's reply for metadata of 1 items is unusable: "
+        + why.replace("%s", scan.manifest_id)
+    )
+    assert not any(record.exc_info for record in caplog.records)  # an expected failure: no traceback
+    assert emulator.matching("GET", f"{DATA_PATH}/{scan.manifest_id}") == []
+    assert runnable in emulator.completes
+
+
 SLOW = {"TRANSFER_MIN_BYTES_PER_SEC": "1000", "TRANSFER_RATE_WINDOW_SECS": "0.5"}
 LATE = {"TRANSFER_DEADLINE_SECS": "1", "TRANSFER_MIN_BYTES_PER_SEC": "0"}
 TOO_SLOW = r"moved \d+ bytes in [\d.]+ s, under the minimum of 1000 bytes/s \(TRANSFER_MIN_BYTES_PER_SEC\)"

@@ -15,11 +15,14 @@ from runner.cancel import CancelSignal
 from runner.config import ConfigError, load_config
 from runner.dms import Lease, Task, lease_refusal, truncate_utf8
 from runner.domain import (
+    DataMeta,
     FormEnvelope,
     UnsafeFormValue,
+    UnusableReply,
     create_disposition,
     form_value,
     parse_data_cid,
+    parse_meta_reply,
     update_disposition,
 )
 from runner.inputs import (
@@ -231,6 +234,40 @@ def test_form_values_are_quoted_strings_and_control_characters_refused():
     for hostile in ("a\r\nX: 1", "a\nb", "a\x00", "tab\there", "del\x7f"):
         with pytest.raises(UnsafeFormValue, match="control character"):
             form_value(hostile)
+
+
+ITEM = {"id": "0b6c1f0e-8a55-4c1e-9d43-3a1f2e9c7b10", "name": "dmt_recording_s1", "size": 5}
+UNUSABLE_ITEMS = {
+    "size-NaN": (ITEM | {"size": float("nan")}, "item 2's size nan is no whole number of bytes"),
+    "size-infinite": (ITEM | {"size": float("inf")}, "item 2's size inf is no whole number of bytes"),
+    "size-negative": (ITEM | {"size": -1}, "item 2's size -1 is no whole number of bytes"),
+    "size-fraction": (ITEM | {"size": 2.5}, "item 2's size 2.5 is no whole number of bytes"),
+    "size-bool": (ITEM | {"size": True}, "item 2's size True is no whole number of bytes"),
+    "size-text": (ITEM | {"size": "x" * 200}, f"item 2's size '{'x' * 79} is no whole number of bytes"),
+    "id-missing": ({"name": "n", "size": 5}, "item 2 has no id"),
+    "id-number": (ITEM | {"id": 7}, "item 2's id 7 is no text"),
+    "name-missing": (ITEM | {"name": None}, "item 2 has no name"),
+    "name-list": (ITEM | {"name": ["n"]}, "item 2's name ['n'] is no text"),
+    "data-type-number": (ITEM | {"data_type": 3}, "item 2's data_type 3 is no text"),
+    "not-an-object": ("dmt_recording_s1", "item 2 'dmt_recording_s1' is no JSON object"),
+}
+
+
+@pytest.mark.parametrize(("item", "why"), UNUSABLE_ITEMS.values(), ids=UNUSABLE_ITEMS.keys())
+def test_metadata_with_an_unusable_field_is_an_unusable_reply_naming_it(item, why: str):
+    body = json.loads(json.dumps({"data": [ITEM, item]}))  # as the JSON text would arrive
+    with pytest.raises(UnusableReply) as raised:
+        parse_meta_reply(body, "metadata of 2 items")
+    assert str(raised.value) == f"the domain server's reply for metadata of 2 items is unusable: {why}"
+
+
+def test_metadata_replies_give_their_items_and_no_data_is_no_items():
+    assert parse_meta_reply({"data": [ITEM | {"data_type": "t"}]}, "m") == [
+        DataMeta(ITEM["id"], "", "dmt_recording_s1", "t", 5)
+    ]
+    assert parse_meta_reply({}, "m") == parse_meta_reply({"data": None}, "m") == []
+    with pytest.raises(UnusableReply, match=r"reply for m is unusable: its data \{'id': 'x'\} is no list$"):
+        parse_meta_reply({"data": {"id": "x"}}, "m")
 
 
 def test_transfer_size_caps_take_the_declared_size_plus_slack_under_an_absolute_cap():
