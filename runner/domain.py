@@ -151,7 +151,9 @@ def parse_meta(item: Any, index: int, what: str) -> DataMeta:
 
 
 def _text_field(item: dict[str, Any], key: str, index: int, what: str, *, required: bool = False) -> str:
-    """item[key] as text; missing, null or empty is "" where the field is not required."""
+    """item[key] as text; missing, null or empty is "" where the field is not required. Ids and names
+    go into log lines and fail reasons, where a control character (CR, LF, an escape) could forge or
+    hide a line, so text with one is refused."""
     value = item.get(key)
     if value in (None, ""):
         if required:
@@ -159,6 +161,8 @@ def _text_field(item: dict[str, Any], key: str, index: int, what: str, *, requir
         return ""
     if not isinstance(value, str):
         raise UnusableReply(what, f"item {index}'s {key} {value!r:.80} is no text")
+    if has_control_character(value):
+        raise UnusableReply(what, f"item {index}'s {key} {value!r:.80} has a control character")
     return value
 
 

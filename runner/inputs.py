@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .domain import DataMeta, DomainClient, has_control_character
+from .domain import DataMeta, DomainClient
 from .transfer import SizeCap
 from .workspace import is_safe_component
 
@@ -55,13 +55,9 @@ def manifest_suffix(name: str) -> str:
 
 
 def check_suffix(suffix: str) -> None:
-    """Refuse a suffix no output could be named with (a control character would end an upload's
-    form header; an overlong one is no label), before anything is downloaded or trained."""
-    if has_control_character(suffix):
-        raise InputError(
-            f"the refined manifest's suffix {suffix[:80]!r} has control characters: "
-            "outputs cannot be named with it"
-        )
+    """Refuse a suffix no output could be named with, before anything is downloaded or trained: an
+    overlong one is no label. (One with a control character, which would end an upload's form header,
+    never comes this far: item names with one are refused as the metadata is read.)"""
     if len(suffix) > SUFFIX_MAX_CHARS:
         raise InputError(
             f"the refined manifest's suffix is {len(suffix)} characters long (at most {SUFFIX_MAX_CHARS}): "

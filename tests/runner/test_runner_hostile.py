@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,14 +91,23 @@ def test_quotes_and_backslashes_in_names_are_quoted_in_upload_forms(emulator: Em
         assert item is not None and item.data_type == data_type
 
 
+INJECTED_SUFFIX = "_x\r\nX-Injected: 1"
+"""A suffix that would end an upload's form header and start one of its own."""
+
+
 @pytest.mark.parametrize(
     ("suffix", "why"),
     [
         (
-            "_x\r\nX-Injected: 1",
-            f"suffix {'_x' + chr(13) + chr(10) + 'X-Injected: 1'!r} has control characters",
+            INJECTED_SUFFIX,
+            "the domain server's reply for metadata of 1 items is unusable: item 1's name "
+            f"{'refined_manifest' + INJECTED_SUFFIX!r} has a control character",
         ),
-        ("_" + "x" * 300, "suffix is 301 characters long (at most 200)"),
+        (
+            "_" + "x" * 300,
+            "the refined manifest's suffix is 301 characters long (at most 200): outputs cannot be named "
+            "with it",
+        ),
     ],
     ids=["control-characters", "overlong"],
 )
@@ -108,9 +118,7 @@ def test_a_suffix_no_output_can_be_named_with_fails_the_task_before_any_download
 
     run_one_task(emulator, make_config(), task_id)
 
-    assert emulator.fails[task_id]["reason"] == (
-        f"runner failed: inputs: the refined manifest's {why}: outputs cannot be named with it"
-    )
+    assert emulator.fails[task_id]["reason"] == f"runner failed: inputs: {why}"
     assert emulator.matching("GET", DATA_PATH + "/.+") == []  # not even the manifest was downloaded
     assert emulator.matching("POST", DATA_PATH) == []
 
@@ -145,6 +153,27 @@ def test_an_unusable_metadata_reply_fails_the_task_on_one_line_and_the_node_goes
     assert not any(record.exc_info for record in caplog.records)  # an expected failure: no traceback
     assert emulator.matching("GET", f"{DATA_PATH}/{scan.manifest_id}") == []
     assert runnable in emulator.completes
+
+
+def test_an_uploaded_item_id_with_a_line_break_fails_the_task_and_forges_no_log_line(
+    emulator: Emulator, make_config, caplog
+):
+    """The id an upload's reply names is logged and reported: a line break in it would start a line."""
+    caplog.set_level(logging.INFO)
+    splat_form = f'name="refined_splat{SUFFIX}"'.encode()
+    forged = {"id": "abc\nERROR forged line", "name": f"refined_splat{SUFFIX}", "data_type": "splat_data"}
+    emulator.inject(
+        Fault("POST", DATA_PATH, body=json.dumps({"data": [forged]}).encode(), body_has=splat_form)
+    )
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.fails[task_id]["reason"] == (
+        f"runner failed: upload: the domain server's reply for upload of refined_splat{SUFFIX} is unusable: "
+        "item 1's id 'abc\\nERROR forged line' has a control character"
+    )
+    assert not any("\n" in record.getMessage() for record in caplog.records)
 
 
 SLOW = {"TRANSFER_MIN_BYTES_PER_SEC": "1000", "TRANSFER_RATE_WINDOW_SECS": "0.5"}

@@ -250,6 +250,18 @@ UNUSABLE_ITEMS = {
     "name-list": (ITEM | {"name": ["n"]}, "item 2's name ['n'] is no text"),
     "data-type-number": (ITEM | {"data_type": 3}, "item 2's data_type 3 is no text"),
     "not-an-object": ("dmt_recording_s1", "item 2 'dmt_recording_s1' is no JSON object"),
+    "id-with-a-newline": (
+        ITEM | {"id": "x\nERROR forged line"},
+        "item 2's id 'x\\nERROR forged line' has a control character",
+    ),
+    "name-with-an-escape": (
+        ITEM | {"name": "dmt_recording_\x1b[2Js1"},
+        "item 2's name 'dmt_recording_\\x1b[2Js1' has a control character",
+    ),
+    "data-type-with-a-nul": (
+        ITEM | {"data_type": "t\x00"},
+        "item 2's data_type 't\\x00' has a control character",
+    ),
 }
 
 
