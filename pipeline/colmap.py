@@ -3,16 +3,18 @@
 nerfstudio's readers (ns-process-data's too) build a format string and a read as long as each count
 says before reading a byte of it, so a file of a few dozen bytes whose image claims billions of 2D
 points takes tens of gigabytes of memory. Here every count is held against the bytes its file has
-left, and every camera must be of a model nerfstudio reads and no larger than a frame may be, before
-any reader is given the file. A file that fails is a one-line ``CorruptModel``.
+left, every camera must be of a model nerfstudio reads and no larger than a frame may be, and every
+pose and point must be finite, before any reader is given the file. A file that fails is a one-line
+``CorruptModel``.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from math import isfinite
 from pathlib import Path
 
 from nerfstudio.data.utils.colmap_parsing_utils import CAMERA_MODEL_IDS
@@ -97,14 +99,25 @@ def _walk(path: Path) -> Iterator[_Walk]:
 
 
 def image_names(path: Path) -> list[str]:
-    """The name of every image of an ``images.bin``, in file order."""
+    """The name of every image of an ``images.bin``, in file order; every image has a usable pose."""
     names = []
     with _walk(path) as walk:
         for index in range(walk.count(IMAGE_HEAD.size + 1 + COUNT.size, "images")):
-            walk.skip(IMAGE_HEAD.size, f"image {index + 1}")
+            image_id, *pose, _ = walk.unpack(IMAGE_HEAD, f"image {index + 1}")
+            _check_pose(image_id, pose)
             names.append(walk.name(f"image {index + 1}'s name"))
             walk.skip_list(POINT_2D_BYTES, f"2D points of image {index + 1}")
     return names
+
+
+def _check_pose(image_id: int, pose: Sequence[float]) -> None:
+    """A rotation quaternion and a translation nerfstudio can make a camera of: all finite (a NaN or
+    infinity makes the camera's renders NaN, and through their gradients every gaussian it sees), and a
+    quaternion that is not zero (nerfstudio does not normalise it: zero reads as no turn at all)."""
+    if not all(map(isfinite, pose)):
+        raise CorruptModel(f"image {image_id}'s pose is not finite")
+    if not any(pose[:4]):
+        raise CorruptModel(f"image {image_id}'s rotation quaternion is zero")
 
 
 def check_cameras(path: Path) -> None:
@@ -125,8 +138,13 @@ def check_cameras(path: Path) -> None:
 
 
 def check_points(path: Path) -> None:
-    """Every point of a ``points3D.bin`` has the track its count says."""
+    """Every point of a ``points3D.bin`` has a finite position and the track its count says.
+
+    splatfacto starts a gaussian at every point and sizes it by its neighbours' distances, which
+    scikit-learn refuses to measure for a NaN or infinite position: training would fail to start."""
     with _walk(path) as walk:
         for index in range(walk.count(POINT_HEAD.size + COUNT.size, "points")):
-            walk.skip(POINT_HEAD.size, f"point {index + 1}")
+            point_id, x, y, z, _, _, _, _ = walk.unpack(POINT_HEAD, f"point {index + 1}")
+            if not (isfinite(x) and isfinite(y) and isfinite(z)):
+                raise CorruptModel(f"point {point_id}'s position is not finite")
             walk.skip_list(TRACK_ELEMENT_BYTES, f"track elements of point {index + 1}")

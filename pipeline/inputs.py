@@ -35,7 +35,8 @@ def find_datasets(root: Path) -> tuple[Dataset, ...]:
 
 def check_colmap_model(root: Path) -> None:
     """The COLMAP files are there, and cameras.bin and points3D.bin hold what their counts say (which
-    nerfstudio's readers take at their word; images.bin is walked by ``colmap_image_names``)."""
+    nerfstudio's readers take at their word) and points3D.bin finite points; images.bin is walked by
+    ``colmap_image_names``."""
     missing = [name for name in COLMAP_FILES if not (root / COLMAP_MODEL / name).is_file()]
     if missing:
         raise PipelineError(f"missing COLMAP files in {COLMAP_MODEL}/: {', '.join(missing)}")
@@ -44,7 +45,7 @@ def check_colmap_model(root: Path) -> None:
 
 
 def colmap_image_names(root: Path) -> frozenset[str]:
-    """The names of the images in images.bin: the frames the job needs."""
+    """The names of the images in images.bin, each of a finite pose: the frames the job needs."""
     names = frozenset(_read_colmap(root, "images.bin", image_names))
     if not names:
         raise PipelineError(f"{COLMAP_MODEL / 'images.bin'} holds no images")

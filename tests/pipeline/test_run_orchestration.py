@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shlex
 import signal
@@ -471,6 +472,26 @@ def test_a_corrupt_images_bin_fails_the_job_before_any_frame_is_decoded(job_root
 HUGE_COUNT = 2**40
 """A count no file of a test holds: nerfstudio's readers would ask for terabytes before reading."""
 IMAGE_HEAD = struct.pack("<idddddddi", 1, 1.0, 0, 0, 0, 0, 0, 0, 1)  # id, quaternion, translation, camera
+
+
+def images_bin(hostile_head: tuple[float, ...]) -> bytes:
+    """An images.bin of a well-posed image, then one of hostile_head (id, quaternion, translation,
+    camera), each with a name and no 2D points."""
+    heads = (IMAGE_HEAD, struct.pack("<idddddddi", *hostile_head))
+    return struct.pack("<Q", len(heads)) + b"".join(
+        head + f"scan1_00000{n}.jpg".encode() + b"\0" + struct.pack("<Q", 0) for n, head in enumerate(heads)
+    )
+
+
+def points3d_bin(finite: int, hostile: tuple[float, ...]) -> bytes:
+    """A points3D.bin of `finite` good points, then one at hostile (id, x, y, z), each with a track."""
+    points = [(n, 0.0, 0.0, 2.0 + n) for n in range(1, finite + 1)] + [hostile]
+    return struct.pack("<Q", len(points)) + b"".join(
+        struct.pack("<QdddBBBd", *point, 200, 100, 50, 0.5) + struct.pack("<Q", 1) + struct.pack("<ii", 1, 0)
+        for point in points
+    )
+
+
 HOSTILE_COLMAP = {
     "images-claiming-2D-points": (
         "images.bin",
@@ -506,15 +527,42 @@ HOSTILE_COLMAP = {
         struct.pack("<Q", 1) + struct.pack("<iiQQ", 1, 1, 64, 48) + struct.pack("<2d", 50, 50),
         "it ends within the parameters of camera 1 (16 of 32 bytes left)",
     ),
+    "image-translated-by-NaN": (
+        "images.bin",
+        images_bin((7, 1.0, 0, 0, 0, 0, math.nan, 0, 1)),
+        "image 7's pose is not finite",
+    ),
+    "image-turned-by-infinity": (
+        "images.bin",
+        images_bin((7, 1.0, 0, -math.inf, 0, 0, 0, 0, 1)),
+        "image 7's pose is not finite",
+    ),
+    "image-of-a-zero-quaternion": (
+        "images.bin",
+        images_bin((7, 0.0, 0, -0.0, 0, 0, 0, 1, 1)),
+        "image 7's rotation quaternion is zero",
+    ),
+    "point-at-infinity": (
+        "points3D.bin",
+        points3d_bin(5, (12, 0.0, math.inf, 2)),
+        "point 12's position is not finite",
+    ),
+    "point-at-NaN": (
+        "points3D.bin",
+        points3d_bin(5, (12, math.nan, 0, 2)),
+        "point 12's position is not finite",
+    ),
 }
 
 
 @pytest.mark.parametrize(("name", "content", "why"), HOSTILE_COLMAP.values(), ids=HOSTILE_COLMAP.keys())
-def test_a_colmap_file_whose_counts_overstate_it_fails_the_job_before_anything_reads_it(
+def test_a_colmap_file_nerfstudio_cannot_use_fails_the_job_before_anything_reads_it(
     job_root, run_job, fake_tools, name, content, why
 ):
     """nerfstudio's readers allocate what a count says before reading: a few bytes could take the
-    node's memory; a camera of no model or of absurd size would fail deep inside ns-process-data."""
+    node's memory; a camera of no model or of absurd size would fail deep inside ns-process-data; a
+    pose that is not finite or turns by no quaternion ruins the splat, and a point that is not finite
+    stops training as it starts."""
     (job_root / layout.COLMAP_MODEL / name).write_bytes(content)
 
     result = run_job()
