@@ -25,6 +25,10 @@ DATASETS_DIR = Path("datasets")
 RECORDING_FILE = "Frames.mp4"
 MANIFEST_CAP = SizeCap(16 * 1024 * 1024, "the node's limit on a refined manifest")
 """The manifest is parsed whole in memory, so its declared size is no bound: the node sets one."""
+MANIFEST_MAX_DATA_IDS = 10_000
+"""Far above the recordings, and the items refined from them, that one scan has. Every hundred item ids
+is a metadata call and every scan name up to two, and 16 MiB of manifest could name hundreds of
+thousands: the node would make all those calls before the task could fail."""
 SUFFIX_MAX_CHARS = 200
 """The manifest's suffix names every output item; a longer one is no timestamp or scan label."""
 COLMAP_DIR = Path("refined/global/refined_sfm_combined")
@@ -129,6 +133,11 @@ def manifest_data_ids(manifest_path: Path) -> list[str]:
         raise InputError(f"the refined manifest is not a JSON object: {exc}") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise InputError("the refined manifest has no dataIDs list of strings")
+    if len(ids) > MANIFEST_MAX_DATA_IDS:
+        raise InputError(
+            f"the refined manifest names {len(ids)} dataIDs (at most {MANIFEST_MAX_DATA_IDS}): no scan has "
+            "that many"
+        )
     return ids
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from dms_emulator import DOMAIN_ID, Emulator, Fault
-from node_harness import DATA_PATH, NODE_KEY, SUFFIX, run_one_task, seed_scan
+from node_harness import DATA_PATH, NODE_KEY, SUFFIX, add_recording, run_one_task, seed_manifest, seed_scan
 
 
 @pytest.fixture
@@ -275,6 +275,24 @@ def test_a_manifest_larger_than_the_node_reads_fails_the_task_before_any_recordi
     )
     assert emulator.matching("GET", recording_path(emulator)) == []
     assert runnable in emulator.completes
+
+
+def test_a_manifest_naming_more_dataids_than_any_scan_fails_the_task_before_any_metadata_call(
+    emulator: Emulator, make_config
+):
+    """Each hundred item ids is a metadata call and each scan name up to two: 16 MiB of manifest could
+    name hundreds of thousands."""
+    scans = [f"scan_{n}" for n in range(10_000)]
+    manifest = seed_manifest(emulator, [add_recording(emulator, "dmt_recording_scan_a"), *scans])
+    task_id = emulator.add_task([manifest.cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.fails[task_id]["reason"] == (
+        "runner failed: inputs: the refined manifest names 10001 dataIDs (at most 10000): no scan has "
+        "that many"
+    )
+    assert [r.query for r in emulator.matching("GET", DATA_PATH)] == [{"ids": [manifest.id]}]
 
 
 @pytest.mark.parametrize(
