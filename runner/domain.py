@@ -134,8 +134,9 @@ def parse_single_meta(body: dict[str, Any], what: str) -> DataMeta:
 
 
 def parse_meta(item: Any, index: int, what: str) -> DataMeta:
-    """The index-th item (from 1) of the reply for what: it must have an id and a name, and whatever
-    else it declares must be of its type (its size bounds the item's download)."""
+    """The index-th item (from 1) of the reply for what: it must have an id, and whatever else it
+    declares must be of its type (its size bounds the item's download). A name may be missing (a
+    multipart upload's completion answers with the id alone; a nameless item matches no lookup)."""
     if not isinstance(item, dict):
         raise UnusableReply(what, f"item {index} {item!r:.80} is no JSON object")
     size = item.get("size")
@@ -144,7 +145,7 @@ def parse_meta(item: Any, index: int, what: str) -> DataMeta:
     return DataMeta(
         id=_text_field(item, "id", index, what, required=True),
         domain_id=_text_field(item, "domain_id", index, what),
-        name=_text_field(item, "name", index, what, required=True),
+        name=_text_field(item, "name", index, what),
         data_type=_text_field(item, "data_type", index, what),
         size=size,
     )

@@ -246,7 +246,6 @@ UNUSABLE_ITEMS = {
     "size-text": (ITEM | {"size": "x" * 200}, f"item 2's size '{'x' * 79} is no whole number of bytes"),
     "id-missing": ({"name": "n", "size": 5}, "item 2 has no id"),
     "id-number": (ITEM | {"id": 7}, "item 2's id 7 is no text"),
-    "name-missing": (ITEM | {"name": None}, "item 2 has no name"),
     "name-list": (ITEM | {"name": ["n"]}, "item 2's name ['n'] is no text"),
     "data-type-number": (ITEM | {"data_type": 3}, "item 2's data_type 3 is no text"),
     "not-an-object": ("dmt_recording_s1", "item 2 'dmt_recording_s1' is no JSON object"),
@@ -277,6 +276,7 @@ def test_metadata_replies_give_their_items_and_no_data_is_no_items():
     assert parse_meta_reply({"data": [ITEM | {"data_type": "t"}]}, "m") == [
         DataMeta(ITEM["id"], "", "dmt_recording_s1", "t", 5)
     ]
+    assert parse_meta_reply({"data": [{"id": "x"}]}, "m") == [DataMeta("x", "", "", "", None)]
     assert parse_meta_reply({}, "m") == parse_meta_reply({"data": None}, "m") == []
     with pytest.raises(UnusableReply, match=r"reply for m is unusable: its data \{'id': 'x'\} is no list$"):
         parse_meta_reply({"data": {"id": "x"}}, "m")
