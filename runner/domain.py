@@ -143,27 +143,27 @@ def parse_meta(item: Any, index: int, what: str) -> DataMeta:
     if size is not None and not (is_whole_number(size) and size >= 0):
         raise UnusableReply(what, f"item {index}'s size {size!r:.80} is no whole number of bytes")
     return DataMeta(
-        id=_text_field(item, "id", index, what, required=True),
-        domain_id=_text_field(item, "domain_id", index, what),
-        name=_text_field(item, "name", index, what),
-        data_type=_text_field(item, "data_type", index, what),
+        id=_text_field(item, "id", f"item {index}", what, required=True),
+        domain_id=_text_field(item, "domain_id", f"item {index}", what),
+        name=_text_field(item, "name", f"item {index}", what),
+        data_type=_text_field(item, "data_type", f"item {index}", what),
         size=size,
     )
 
 
-def _text_field(item: dict[str, Any], key: str, index: int, what: str, *, required: bool = False) -> str:
-    """item[key] as text; missing, null or empty is "" where the field is not required. Ids and names
-    go into log lines and fail reasons, where a control character (CR, LF, an escape) could forge or
-    hide a line, so text with one is refused."""
-    value = item.get(key)
+def _text_field(fields: dict[str, Any], key: str, owner: str, what: str, *, required: bool = False) -> str:
+    """fields[key] as text (owner names the fields in a reason: "item 3"); missing, null or empty is ""
+    where the field is not required. Ids and names go into log lines and fail reasons, where a control
+    character (CR, LF, an escape) could forge or hide a line, so text with one is refused."""
+    value = fields.get(key)
     if value in (None, ""):
         if required:
-            raise UnusableReply(what, f"item {index} has no {key}")
+            raise UnusableReply(what, f"{owner} has no {key}")
         return ""
     if not isinstance(value, str):
-        raise UnusableReply(what, f"item {index}'s {key} {value!r:.80} is no text")
+        raise UnusableReply(what, f"{owner}'s {key} {value!r:.80} is no text")
     if has_control_character(value):
-        raise UnusableReply(what, f"item {index}'s {key} {value!r:.80} has a control character")
+        raise UnusableReply(what, f"{owner}'s {key} {value!r:.80} has a control character")
     return value
 
 
@@ -361,9 +361,15 @@ class DomainClient:
                 return UploadLimits(request_max_bytes=None, multipart_enabled=False)
             raise
         upload = info.get("upload") or {}
-        max_bytes = upload.get("request_max_bytes")
+        if not isinstance(upload, dict) or not isinstance(upload.get("multipart") or {}, dict):
+            raise UnusableReply("domain info", f"its upload {upload!r:.80} is no object of upload limits")
+        max_bytes = upload.get("request_max_bytes") or None  # 0 or absent: no stated limit
+        if max_bytes is not None and not (is_whole_number(max_bytes) and max_bytes > 0):
+            raise UnusableReply(
+                "domain info", f"its upload.request_max_bytes {max_bytes!r:.80} is no positive whole number"
+            )
         return UploadLimits(
-            request_max_bytes=int(max_bytes) if max_bytes else None,
+            request_max_bytes=max_bytes,
             multipart_enabled=bool((upload.get("multipart") or {}).get("enabled")),
         )
 
@@ -403,7 +409,10 @@ class DomainClient:
             ),
             f"start of multipart upload of {name}",
         )
-        upload_id, part_size = str(started["upload_id"]), started.get("part_size")
+        upload_id = _text_field(
+            started, "upload_id", "the reply", f"start of multipart upload of {name}", required=True
+        )
+        part_size = started.get("part_size")
         try:
             parts = [
                 {
@@ -434,7 +443,7 @@ class DomainClient:
         length = min(part_size, size - start)
         what = f"upload of part {number}"
         return self._retrying(
-            lambda: str(
+            lambda: _text_field(
                 self._json_call(
                     "PUT",
                     url,
@@ -443,7 +452,11 @@ class DomainClient:
                     body_size=length,
                     params={"uploadId": upload_id, "partNumber": number},
                     headers={"Content-Type": OCTET_STREAM},
-                )["etag"]
+                ),
+                "etag",
+                "the reply",
+                what,
+                required=True,
             ),
             what,
         )

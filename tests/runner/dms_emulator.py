@@ -144,6 +144,7 @@ class Emulator:
         self.request_max_bytes: int | None = 64 * 1024 * 1024
         self.multipart_enabled = True
         self.part_size = 5 * 1024 * 1024
+        self.multipart_reply_fields: dict[str, dict[str, Any]] = {}  # "start"/"part": fields to put over
         self.uploads: dict[str, dict[str, Any]] = {}
         self.aborted_uploads: list[str] = []
 
@@ -544,7 +545,8 @@ class Emulator:
         if r.method == "POST" and "uploads" in r.query:
             upload_id = uuid.uuid4().hex
             self.uploads[upload_id] = {"init": r.json(), "parts": {}}
-            return 200, {"upload_id": upload_id, "part_size": self.part_size}
+            reply = {"upload_id": upload_id, "part_size": self.part_size}
+            return 200, reply | self.multipart_reply_fields.get("start", {})
         upload = self.uploads.get(r.query.get("uploadId", [""])[0])
         if upload is None:
             return 404, {"error": "no such upload"}
@@ -553,7 +555,7 @@ class Emulator:
                 return 413, {"error": "part too large"}
             etag = hashlib.md5(r.body).hexdigest()
             upload["parts"][int(r.query["partNumber"][0])] = (etag, r.body)
-            return 200, {"etag": etag}
+            return 200, {"etag": etag} | self.multipart_reply_fields.get("part", {})
         if r.method == "DELETE":
             self.aborted_uploads.append(r.query["uploadId"][0])
             del self.uploads[r.query["uploadId"][0]]

@@ -322,6 +322,68 @@ def test_a_multipart_part_size_no_upload_can_use_fails_the_task_and_aborts_the_u
     assert len(emulator.aborted_uploads) == 1 and emulator.uploads == {}
 
 
+@pytest.mark.parametrize(
+    ("limit", "why"),
+    [
+        (float("nan"), "upload.request_max_bytes nan is no positive whole number"),
+        (-5, "upload.request_max_bytes -5 is no positive whole number"),
+        ("lots", "upload.request_max_bytes 'lots' is no positive whole number"),
+    ],
+    ids=["NaN", "negative", "text"],
+)
+def test_domain_info_with_an_unusable_request_limit_fails_the_task_on_one_line(
+    emulator: Emulator, make_config, limit, why
+):
+    emulator.request_max_bytes = limit
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    assert emulator.fails[task_id]["reason"] == (
+        f"runner failed: upload: the domain server's reply for domain info is unusable: its {why}"
+    )
+    assert emulator.matching("POST", DATA_PATH) == []
+
+
+@pytest.mark.parametrize(
+    ("stage", "fields", "why", "aborted"),
+    [
+        (
+            "start",
+            {"upload_id": None},
+            "start of multipart upload of {name} is unusable: the reply has no upload_id",
+            0,
+        ),
+        (
+            "start",
+            {"upload_id": "u\r\nX"},
+            "start of multipart upload of {name} is unusable: "
+            "the reply's upload_id 'u\\r\\nX' has a control character",
+            0,
+        ),
+        ("part", {"etag": None}, "upload of part 1 is unusable: the reply has no etag", 1),
+        ("part", {"etag": 7}, "upload of part 1 is unusable: the reply's etag 7 is no text", 1),
+    ],
+    ids=["no-upload-id", "upload-id-with-a-line-break", "no-etag", "etag-number"],
+)
+def test_a_multipart_reply_without_its_id_or_etag_fails_the_task_on_one_line(
+    emulator: Emulator, make_config, monkeypatch, stage, fields, why, aborted
+):
+    monkeypatch.setenv("FAKE_SPLAT_BYTES", "20001")
+    emulator.request_max_bytes = 1024
+    emulator.part_size = 16 * 1024
+    emulator.multipart_reply_fields[stage] = fields
+    task_id = emulator.add_task([seed_scan(emulator).manifest_cid])
+
+    run_one_task(emulator, make_config(), task_id)
+
+    name = f"refined_splat{SUFFIX}"
+    assert emulator.fails[task_id]["reason"] == (
+        f"runner failed: upload: the domain server's reply for {why.format(name=name)}"
+    )
+    assert len(emulator.aborted_uploads) == aborted  # without an upload id there is none to abort
+
+
 def test_run_py_gets_no_node_secret_in_its_environment(
     emulator: Emulator, make_config, monkeypatch, tmp_path: Path
 ):
