@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from scenes import judge
 from scipy.spatial.transform import Rotation
 
 from splat_render.errors import PreviewInputError
@@ -66,13 +67,6 @@ def azimuths_deg(path: CameraPath, frame: SceneFrame, centre: np.ndarray | None 
     return np.degrees(np.arctan2(offsets @ frame.axes[1], offsets @ frame.axes[0]))
 
 
-def target_of(path: CameraPath) -> np.ndarray:
-    """The point every optical axis passes through (least squares)."""
-    forward = -path.c2w[:, :, 2]
-    projectors = np.eye(3) - forward[:, :, None] * forward[:, None, :]
-    return np.linalg.solve(projectors.sum(0), np.einsum("nij,nj->i", projectors, path.c2w[:, :, 3]))
-
-
 @pytest.mark.parametrize(
     "spec",
     [
@@ -96,7 +90,7 @@ def test_content_fills_every_frame_without_being_cut(frame: SceneFrame, box_poin
 def test_distance_follows_the_frustum(frame: SceneFrame, box_points) -> None:
     def distance(**changes) -> float:
         path = orbit(frame, box_points, **changes)
-        return float(np.median(np.linalg.norm(path.c2w[:, :, 3] - target_of(path), axis=1)))
+        return float(np.median(np.linalg.norm(path.c2w[:, :, 3] - judge.looked_at(path.c2w), axis=1)))
 
     assert distance(fill=0.6) > distance(fill=0.85)
     assert distance(fov_y_deg=30) > distance(fov_y_deg=60)
@@ -215,7 +209,7 @@ def hidden(path: CameraPath, points: np.ndarray) -> np.ndarray:
 def test_orbit_cut_hides_what_stands_between_camera_and_content(frame: SceneFrame, box_points) -> None:
     path = orbit(frame, box_points)
     assert hidden(path, box_points).mean() < 0.01  # the content stays (but for stray points)
-    eyes, target = path.c2w[:, :, 3], target_of(path)
+    eyes, target = path.c2w[:, :, 3], judge.looked_at(path.c2w)
     occluders = target + 0.7 * (eyes - target)  # on the way from each camera to the content
     assert np.diagonal(hidden(path, occluders)).all()
 

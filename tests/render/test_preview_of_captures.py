@@ -138,22 +138,10 @@ def test_a_half_circle_capture_is_not_shown_from_behind(tmp_path) -> None:
     capture = captures.object_capture(**CAPTURE, arc_deg=180)
     result = preview(capture, tmp_path)
     centre = capture.gaussians.means[capture.subject].numpy().mean(axis=0)
-    captured = capture.camera_c2w[:, :, 3] - centre
-    seen_from = np.arctan2(captured[:, 1], captured[:, 0])
-    filmed = result["c2w"][:, :, 3] - centre
-    azimuths = np.arctan2(filmed[:, 1], filmed[:, 0])
     # Every frame within 30° of some training camera's azimuth: nothing from the unseen side.
-    gaps = np.abs((azimuths[:, None] - seen_from[None] + math.pi) % (2 * math.pi) - math.pi).min(axis=1)
-    assert np.degrees(gaps).max() <= 30
+    assert judge.unfilmed_turn_deg(result["c2w"], capture.camera_c2w, centre, horizontal=(0, 1)) <= 30
     fractions = judge.color_fractions(result["frames"], capture.subject_colors)
     assert judge.share_showing(fractions, at_least=3) == 1.0
-
-
-def looked_at(c2w: np.ndarray) -> np.ndarray:
-    """(3,) the point nearest every camera's optical axis (least squares): what a capture filmed."""
-    axes = -c2w[:, :, 2] / np.linalg.norm(c2w[:, :, 2], axis=1, keepdims=True)
-    across = np.eye(3) - axes[:, :, None] * axes[:, None, :]  # [M,3,3] projections off each axis
-    return np.linalg.solve(across.sum(axis=0), np.einsum("mij,mj->i", across, c2w[:, :, 3]))
 
 
 def dark_blue(frame: np.ndarray) -> np.ndarray:
@@ -182,11 +170,8 @@ def test_a_real_object_filmed_half_round_is_shown_whole_level_and_from_the_filme
     assert 0.3 <= np.median([judge.span(mask) for mask in cabinet]) <= 0.9  # framed, not cut
     middles = np.array([np.argwhere(mask).mean(axis=0) / mask.shape for mask in cabinet])  # (row, column)
     assert (np.abs(middles - 0.5) <= 0.25).all()
-    centre = looked_at(real.c2w)
-    seen_from = np.arctan2(*(real.c2w[:, [2, 0], 3] - centre[[2, 0]]).T)  # azimuth about y, the up
-    filmed = np.arctan2(*(result["c2w"][:, [2, 0], 3] - centre[[2, 0]]).T)
-    gaps = np.abs((filmed[:, None] - seen_from[None] + math.pi) % (2 * math.pi) - math.pi).min(axis=1)
-    assert np.degrees(gaps).max() <= 30
+    centre = judge.looked_at(real.c2w)  # the ground plane is x, z: y is up
+    assert judge.unfilmed_turn_deg(result["c2w"], real.c2w, centre, horizontal=(0, 2)) <= 30
 
 
 def test_an_inria_ply_stands_upright_and_fills_the_frame(tmp_path) -> None:

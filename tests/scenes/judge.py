@@ -4,7 +4,8 @@ The test scenes (``captures.py``) paint what a preview must show in distinct sat
 their residue (sky behind closed walls, never-observed noise) in a palette of its own, so a frame
 can be judged by looking for those colours: which subject colours it shows, how large the subject is
 in it, whether the frame cuts the subject off, how much of it residue covers. The same functions
-judge frames fresh from the renderer and frames decoded from the encoded video.
+judge frames fresh from the renderer and frames decoded from the encoded video. Where the frames'
+cameras look, and look from, is judged here too.
 
 A pixel matches a colour when their RGB distance (Euclidean, channels in [0, 1]) is at most
 ``COLOR_TOLERANCE``. Surfaces are textured (each gaussian 0.75–1.1 times its base colour, plus
@@ -109,3 +110,26 @@ def _matches(frame: np.ndarray, colors: Mapping[str, Color], tolerance: float) -
     # |p − c|² = |p|² − 2 p·c + |c|², without a [H·W,K,3] temporary.
     squared = (pixels**2).sum(axis=1, keepdims=True) - 2 * pixels @ palette.T + (palette**2).sum(axis=1)
     return squared <= tolerance**2
+
+
+def looked_at(c2w: np.ndarray) -> np.ndarray:
+    """(3,) the point nearest every camera's optical axis (least squares): what a path or a capture
+    looks at. c2w: [M,3,4] camera-to-world, OpenGL (the camera looks down −z)."""
+    forward = -c2w[:, :, 2]
+    across = np.eye(3) - forward[:, :, None] * forward[:, None, :]  # [M,3,3] projections off each axis
+    return np.linalg.solve(across.sum(axis=0), np.einsum("mij,mj->i", across, c2w[:, :, 3]))
+
+
+def unfilmed_turn_deg(
+    frames_c2w: np.ndarray, training_c2w: np.ndarray, centre: np.ndarray, horizontal: tuple[int, int]
+) -> float:
+    """The largest angle, about the vertical through centre, between a frame's camera and the nearest
+    training camera: a path that shows a side no camera filmed turns it large. horizontal: the two
+    world axes spanning the ground plane."""
+
+    def azimuths(c2w: np.ndarray) -> np.ndarray:
+        offsets = c2w[:, :, 3] - centre
+        return np.arctan2(offsets[:, horizontal[1]], offsets[:, horizontal[0]])
+
+    turns = (azimuths(frames_c2w)[:, None] - azimuths(training_c2w)[None] + np.pi) % (2 * np.pi) - np.pi
+    return float(np.degrees(np.abs(turns).min(axis=1)).max())
