@@ -361,7 +361,8 @@ class DomainClient:
                 return UploadLimits(request_max_bytes=None, multipart_enabled=False)
             raise
         upload = info.get("upload") or {}
-        if not isinstance(upload, dict) or not isinstance(upload.get("multipart") or {}, dict):
+        multipart = upload.get("multipart") or {} if isinstance(upload, dict) else None
+        if not isinstance(multipart, dict):
             raise UnusableReply("domain info", f"its upload {upload!r:.80} is no object of upload limits")
         max_bytes = upload.get("request_max_bytes") or None  # 0 or absent: no stated limit
         if max_bytes is not None and not (is_whole_number(max_bytes) and max_bytes > 0):
@@ -370,7 +371,7 @@ class DomainClient:
             )
         return UploadLimits(
             request_max_bytes=max_bytes,
-            multipart_enabled=bool((upload.get("multipart") or {}).get("enabled")),
+            multipart_enabled=bool(multipart.get("enabled")),
         )
 
     def _upload_form(self, path: Path, envelope: FormEnvelope, size: int, method: str, name: str) -> DataMeta:
